@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/slack-go/slack"
+	"github.com/slack-go/slack/socketmode"
+
+	"github.com/rolegate/rolegate/internal/approvals"
+	"github.com/rolegate/rolegate/internal/openai"
+	"github.com/rolegate/rolegate/internal/slackapp"
+)
+
+// shutdownTimeout bounds the graceful shutdown of the HTTP server.
+const shutdownTimeout = 10 * time.Second
+
+// serve runs rolegate until ctx is cancelled.
+func serve(ctx context.Context, cfg *Config, stderr io.Writer) error {
+	log := newLogger(cfg, stderr)
+	store, err := approvals.Open(cfg.DB)
+	if err != nil {
+		log.Error("Cannot open the database", "err", err)
+		return exitError{err.Error()}
+	}
+	defer store.Close()
+
+	reg := prometheus.NewRegistry()
+	metrics := newMetrics(reg, store)
+	api := slackClient(cfg)
+	granter := openai.New(openai.Config{BaseURL: cfg.OpenAIBaseURL, AdminKey: cfg.OpenAIAdminKey, Timeout: cfg.OpenAITimeout})
+	svc := &approvals.Service{
+		Store:     store,
+		Approvers: approvals.NewApprovers(cfg.approvers, slackapp.Directory{Client: api}),
+		Policy:    approvals.Policy{Required: cfg.ApprovalsRequired, TTL: cfg.RequestTTL},
+		Now:       time.Now,
+	}
+	app := &slackapp.App{Service: svc, Slack: api, Logger: log, Metrics: metrics}
+	worker := &approvals.Worker{
+		Store:       store,
+		Granter:     granter,
+		Notifier:    &slackapp.Notifier{Client: api, Metrics: metrics},
+		Logger:      log,
+		Observer:    metrics,
+		MaxAttempts: cfg.OpenAIMaxAttempts,
+		Deadline:    cfg.OpenAIDeadline,
+		CallTimeout: 4 * cfg.OpenAITimeout, // list, group, POST and a re-check
+	}
+
+	var ready atomic.Bool
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if err := store.Ping(); err != nil {
+			http.Error(w, "database unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !ready.Load() || store.Ping() != nil {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if !cfg.SocketMode() {
+		mux.Handle("/slack/", app.Handler(cfg.SlackSigningSecret, time.Now))
+	}
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		log.Error("Cannot listen", "addr", cfg.Addr, "err", err)
+		return exitError{err.Error()}
+	}
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			cancel(fmt.Errorf("http server: %w", err))
+		}
+	})
+	wg.Go(func() {
+		if err := worker.Run(ctx); err != nil {
+			cancel(fmt.Errorf("worker: %w", err))
+		}
+	})
+	mode := "http"
+	if cfg.SocketMode() {
+		mode = "socket"
+		runner := &slackapp.SocketRunner{App: app, Client: socketmode.New(api), Ready: ready.Store}
+		wg.Go(func() {
+			if err := runner.Run(ctx); err != nil {
+				cancel(fmt.Errorf("socket mode: %w", err))
+			}
+		})
+	} else {
+		ready.Store(true)
+	}
+	log.Info("rolegate started", "mode", mode, "addr", ln.Addr().String(), "db", cfg.DB,
+		"approvers", len(cfg.approvers), "approvals_required", cfg.ApprovalsRequired, "request_ttl", cfg.RequestTTL.String())
+
+	<-ctx.Done()
+	ready.Store(false)
+	log.Info("rolegate stopping")
+	sctx, scancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer scancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("HTTP server did not stop in time", "err", err)
+	}
+	wg.Wait()
+	app.Wait()
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		log.Error("rolegate stopped on an error", "err", cause)
+		return exitError{cause.Error()}
+	}
+	log.Info("rolegate stopped")
+	return nil
+}
+
+func slackClient(cfg *Config) *slack.Client {
+	opts := []slack.Option{
+		slack.OptionAPIURL(cfg.SlackAPIURL),
+		slack.OptionHTTPClient(&http.Client{Timeout: 15 * time.Second}),
+	}
+	if cfg.SocketMode() {
+		opts = append(opts, slack.OptionAppLevelToken(cfg.SlackAppToken))
+	}
+	return slack.New(cfg.SlackBotToken, opts...)
+}
+
+// newLogger builds the slog logger. Every string it writes passes through a
+// scrubber that blanks the configured secrets, as a last line of defence.
+func newLogger(cfg *Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	secrets := []string{cfg.SlackBotToken, cfg.SlackAppToken, cfg.SlackSigningSecret, cfg.OpenAIAdminKey}
+	scrub := strings.NewReplacer(replacerPairs(secrets)...)
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		switch a.Value.Kind() {
+		case slog.KindString:
+			a.Value = slog.StringValue(scrub.Replace(a.Value.String()))
+		case slog.KindAny:
+			if err, ok := a.Value.Any().(error); ok {
+				a.Value = slog.StringValue(scrub.Replace(err.Error()))
+			}
+		}
+		return a
+	}}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func replacerPairs(secrets []string) []string {
+	var pairs []string
+	for _, s := range secrets {
+		if len(s) >= 8 {
+			pairs = append(pairs, s, "[redacted]")
+		}
+	}
+	return pairs
+}

@@ -1,0 +1,251 @@
+// Package slackapp is rolegate's Slack adapter: it verifies and parses what
+// Slack sends (over HTTP or Socket Mode), turns it into approvals.Service
+// calls, and renders requests as Block Kit messages. The logic is shared by
+// both transports; only the delivery differs.
+package slackapp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"github.com/rolegate/rolegate/internal/approvals"
+)
+
+// Metrics is told what the Slack side did. Methods must not block.
+type Metrics interface {
+	// Ack records how long answering Slack took; kind is "command" or "interaction".
+	Ack(kind string, d time.Duration)
+	// Command records a slash command's outcome.
+	Command(outcome string)
+	// Decision records a click's outcome ("recorded" or why it was refused).
+	Decision(action, outcome string)
+	// SlackError records a Slack Web API error by method and error code.
+	SlackError(method, code string)
+}
+
+type nopMetrics struct{}
+
+func (nopMetrics) Ack(string, time.Duration) {}
+func (nopMetrics) Command(string)            {}
+func (nopMetrics) Decision(string, string)   {}
+func (nopMetrics) SlackError(string, string) {}
+
+// App handles slash commands and button clicks.
+type App struct {
+	Service *approvals.Service
+	// Slack sends the ephemeral notices to people whose clicks are refused.
+	Slack   *slack.Client
+	Logger  *slog.Logger
+	Metrics Metrics
+	// NoticeTimeout bounds one ephemeral notice (default 10s).
+	NoticeTimeout time.Duration
+
+	notices sync.WaitGroup
+}
+
+func (a *App) log() *slog.Logger {
+	if a.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return a.Logger
+}
+
+func (a *App) metrics() Metrics {
+	if a.Metrics == nil {
+		return nopMetrics{}
+	}
+	return a.Metrics
+}
+
+// Wait blocks until the ephemeral notices under way are sent or given up.
+func (a *App) Wait() { a.notices.Wait() }
+
+// Reply is the private answer to a slash command, sent back in the ack.
+type Reply struct {
+	ResponseType string `json:"response_type"`
+	Text         string `json:"text"`
+}
+
+func private(format string, args ...any) Reply {
+	return Reply{ResponseType: "ephemeral", Text: fmt.Sprintf(format, args...)}
+}
+
+// Command handles one slash command. It stores a new request before it
+// returns, so the ack that carries the Reply means the request is durable.
+func (a *App) Command(ctx context.Context, cmd slack.SlashCommand) Reply {
+	log := a.log().With("user", cmd.UserID, "channel", cmd.ChannelID)
+	name := cmd.Command
+	if name == "" {
+		name = "/assign-role"
+	}
+	parsed, err := ParseCommand(cmd.Text)
+	if err != nil {
+		a.metrics().Command("invalid")
+		return private(":warning: %s. Nothing was requested.\nUsage: `%s <project_id> <group_id> <role_id> <reason…>` (or `%s help`)", Escape(err.Error()), Escape(name), Escape(name))
+	}
+	switch parsed.Kind {
+	case CommandHelp:
+		a.metrics().Command("help")
+		return private(Usage, Escape(name))
+	case CommandCancel:
+		r, err := a.Service.Decide(ctx, parsed.ID, cmd.UserID, approvals.ActionCancel, cmd.ChannelID)
+		if err != nil {
+			a.metrics().Command("cancel_refused")
+			return private("%s", a.refusal(ctx, log, parsed.ID, approvals.ActionCancel, err))
+		}
+		a.metrics().Command("cancelled")
+		log.InfoContext(ctx, "Request cancelled", "request_id", r.ID)
+		return private("Request #%d is cancelled.", r.ID)
+	}
+	r, created, err := a.Service.Create(ctx, approvals.NewRequest{
+		Target:      parsed.Target,
+		Reason:      parsed.Reason,
+		Requester:   cmd.UserID,
+		TeamID:      cmd.TeamID,
+		ChannelID:   cmd.ChannelID,
+		ResponseURL: cmd.ResponseURL,
+		TriggerID:   cmd.TriggerID,
+	})
+	if errors.Is(err, approvals.ErrInvalid) {
+		a.metrics().Command("invalid")
+		return private(":warning: %s. Nothing was requested.", Escape(err.Error()))
+	}
+	if err != nil {
+		a.metrics().Command("error")
+		log.ErrorContext(ctx, "Storing a request failed", "err", err)
+		return private(":warning: rolegate could not save your request, so nothing was requested. Please try again in a moment.")
+	}
+	if created {
+		a.metrics().Command("created")
+		log.InfoContext(ctx, "Request created", "request_id", r.ID, "project_id", r.ProjectID, "group_id", r.GroupID, "role_id", r.RoleID)
+	} else {
+		a.metrics().Command("duplicate")
+	}
+	return private("Request #%d is waiting for approval: role %s for group %s in project %s. Approvers will decide in this channel.",
+		r.ID, code(r.RoleID), code(r.GroupID), code(r.ProjectID))
+}
+
+// Interaction handles one interaction payload. Only block actions on the
+// approval message's buttons do anything; everything else is refused
+// without effect. Refusals reach the clicker as an ephemeral notice, sent
+// after this returns so the ack is not delayed.
+func (a *App) Interaction(ctx context.Context, cb slack.InteractionCallback) {
+	log := a.log().With("user", cb.User.ID, "channel", cb.Channel.ID)
+	if cb.Type != slack.InteractionTypeBlockActions {
+		log.WarnContext(ctx, "Ignoring an interaction rolegate does not handle", "type", string(cb.Type))
+		a.metrics().Decision("unknown", "refused_unknown_type")
+		return
+	}
+	acts := cb.ActionCallback.BlockActions
+	if len(acts) != 1 || acts[0] == nil {
+		log.WarnContext(ctx, "Ignoring a block action payload without exactly one action", "actions", len(acts))
+		a.metrics().Decision("unknown", "refused_malformed")
+		return
+	}
+	act := acts[0]
+	var action approvals.Action
+	switch act.ActionID {
+	case ActionApprove:
+		action = approvals.ActionApprove
+	case ActionDeny:
+		action = approvals.ActionDeny
+	default:
+		log.WarnContext(ctx, "Ignoring an unknown action", "action_id", act.ActionID)
+		a.metrics().Decision("unknown", "refused_unknown_action")
+		return
+	}
+	id, err := strconv.ParseUint(act.Value, 10, 64)
+	if err != nil || id == 0 || cb.User.ID == "" || cb.Channel.ID == "" {
+		log.WarnContext(ctx, "Ignoring a click without a request id, user or channel", "value", act.Value)
+		a.metrics().Decision(string(action), "refused_malformed")
+		return
+	}
+	log = log.With("request_id", id)
+	r, err := a.Service.Decide(ctx, id, cb.User.ID, action, cb.Channel.ID)
+	if err != nil {
+		a.metrics().Decision(string(action), outcome(err))
+		a.notice(cb, a.refusal(ctx, log, id, action, err))
+		return
+	}
+	a.metrics().Decision(string(action), "recorded")
+	log.InfoContext(ctx, "Decision recorded", "action", string(action), "state", string(r.State), "approvals", len(r.Approvals), "required", r.Required)
+}
+
+func outcome(err error) string {
+	var np *approvals.NotPendingError
+	switch {
+	case errors.As(err, &np):
+		return "refused_not_pending"
+	case errors.Is(err, approvals.ErrSelfApproval):
+		return "refused_self_approval"
+	case errors.Is(err, approvals.ErrNotApprover):
+		return "refused_not_approver"
+	case errors.Is(err, approvals.ErrAlreadyVoted):
+		return "refused_already_voted"
+	case errors.Is(err, approvals.ErrExpired):
+		return "refused_expired"
+	case errors.Is(err, approvals.ErrNotFound), errors.Is(err, approvals.ErrWrongChannel):
+		return "refused_unknown_request"
+	}
+	return "error"
+}
+
+// refusal maps a decision error to what the person who acted reads.
+func (a *App) refusal(ctx context.Context, log *slog.Logger, id uint64, action approvals.Action, err error) string {
+	var np *approvals.NotPendingError
+	switch {
+	case errors.As(err, &np):
+		r := np.Request
+		return fmt.Sprintf("Request #%d is no longer waiting for a decision. %s Nothing was changed.", r.ID, status(r))
+	case errors.Is(err, approvals.ErrSelfApproval):
+		return fmt.Sprintf("You asked for request #%d, so you cannot approve it: another approver has to. Nothing was changed.", id)
+	case errors.Is(err, approvals.ErrNotApprover):
+		return fmt.Sprintf("Only rolegate's configured approvers can approve or deny requests, so your click on request #%d was not counted. Nothing was changed.", id)
+	case errors.Is(err, approvals.ErrNotRequester):
+		return fmt.Sprintf("Only the person who asked for request #%d can cancel it. Nothing was changed.", id)
+	case errors.Is(err, approvals.ErrAlreadyVoted):
+		return fmt.Sprintf("Your approval of request #%d is already counted. It still needs approval from someone else.", id)
+	case errors.Is(err, approvals.ErrExpired):
+		return fmt.Sprintf("Request #%d expired before this decision, so nothing was changed. Ask again if it is still needed.", id)
+	case errors.Is(err, approvals.ErrNotFound), errors.Is(err, approvals.ErrWrongChannel):
+		return fmt.Sprintf("There is no request #%d in this channel. Nothing was changed.", id)
+	}
+	log.ErrorContext(ctx, "Recording a decision failed", "action", string(action), "err", err)
+	return fmt.Sprintf("rolegate could not record your decision on request #%d, so nothing was changed. Please try again in a moment.", id)
+}
+
+// notice tells the clicker privately why nothing happened: chat.postEphemeral
+// in the channel, or the click's response_url if Slack refuses that.
+func (a *App) notice(cb slack.InteractionCallback, text string) {
+	timeout := a.NoticeTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	a.notices.Add(1)
+	go func() {
+		defer a.notices.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		var err error
+		if a.Slack != nil {
+			_, err = a.Slack.PostEphemeralContext(ctx, cb.Channel.ID, cb.User.ID, slack.MsgOptionText(text, false))
+			if err == nil {
+				return
+			}
+			a.metrics().SlackError("chat.postEphemeral", errorCode(err))
+		}
+		if cb.ResponseURL != "" {
+			err = slack.PostWebhookContext(ctx, cb.ResponseURL, &slack.WebhookMessage{ResponseType: "ephemeral", Text: text})
+		}
+		if err != nil {
+			a.log().Warn("Could not send a private notice", "user", cb.User.ID, "channel", cb.Channel.ID, "err", err)
+		}
+	}()
+}

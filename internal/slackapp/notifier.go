@@ -1,0 +1,161 @@
+package slackapp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"github.com/rolegate/rolegate/internal/approvals"
+)
+
+// Notifier posts and updates rolegate's messages through the Slack Web API.
+type Notifier struct {
+	Client  *slack.Client
+	Metrics Metrics
+	// HTTPClient posts to response_url (default http.DefaultClient).
+	HTTPClient *http.Client
+}
+
+var _ approvals.Notifier = (*Notifier)(nil)
+
+func (n *Notifier) metrics() Metrics {
+	if n.Metrics == nil {
+		return nopMetrics{}
+	}
+	return n.Metrics
+}
+
+// PostApproval posts r's approval message in its channel and returns its ts.
+func (n *Notifier) PostApproval(ctx context.Context, r approvals.Request) (string, error) {
+	_, ts, err := n.Client.PostMessageContext(ctx, r.ChannelID,
+		slack.MsgOptionText(Summary(r), false), slack.MsgOptionBlocks(ApprovalBlocks(r)...))
+	if err != nil {
+		return "", n.classify("chat.postMessage", err)
+	}
+	return ts, nil
+}
+
+// UpdateApproval rewrites r's approval message to its current state.
+func (n *Notifier) UpdateApproval(ctx context.Context, r approvals.Request) error {
+	_, _, _, err := n.Client.UpdateMessageContext(ctx, r.ChannelID, r.MessageTS,
+		slack.MsgOptionText(Summary(r), false), slack.MsgOptionBlocks(ApprovalBlocks(r)...))
+	return n.classify("chat.update", err)
+}
+
+// PostResult posts the assignment summary, or the API's error, as a reply
+// in the approval message's thread that is also shown in the channel.
+func (n *Notifier) PostResult(ctx context.Context, r approvals.Request) error {
+	opts := []slack.MsgOption{slack.MsgOptionText(ResultText(r), false), slack.MsgOptionBlocks(ResultBlocks(r)...)}
+	if r.MessageTS != "" {
+		opts = append(opts, slack.MsgOptionTS(r.MessageTS), slack.MsgOptionBroadcast())
+	}
+	_, _, err := n.Client.PostMessageContext(ctx, r.ChannelID, opts...)
+	return n.classify("chat.postMessage", err)
+}
+
+// responseURLLife is how long Slack honours a command's response_url.
+const responseURLLife = 30 * time.Minute
+
+// TellRequester tells the requester privately why r ended without anyone
+// seeing it: through the command's response_url while it is valid, else in
+// a direct message.
+func (n *Notifier) TellRequester(ctx context.Context, r approvals.Request) error {
+	text := fmt.Sprintf(":warning: I could not post request #%d (role %s for group %s in project %s) in <#%s>: %s. "+
+		"Nothing was requested. Invite me to the channel (`/invite @rolegate`) or ask from a channel I am in, then ask again.",
+		r.ID, code(r.RoleID), code(r.GroupID), code(r.ProjectID), Escape(r.ChannelID), Escape(r.Note))
+	if r.ResponseURL != "" && time.Since(r.CreatedAt) < responseURLLife {
+		client := n.HTTPClient
+		if client == nil {
+			client = http.DefaultClient
+		}
+		err := slack.PostWebhookCustomHTTPContext(ctx, r.ResponseURL, client, &slack.WebhookMessage{ResponseType: "ephemeral", Text: text})
+		if err == nil {
+			return nil
+		}
+	}
+	_, _, err := n.Client.PostMessageContext(ctx, r.Requester, slack.MsgOptionText(text, false))
+	return n.classify("chat.postMessage", err)
+}
+
+// temporaryCodes are Slack error codes worth retrying.
+var temporaryCodes = map[string]bool{
+	"ratelimited": true, "internal_error": true, "fatal_error": true, "service_unavailable": true,
+	"request_timeout": true, "team_added_to_org": true,
+}
+
+// hints says what an operator should do about a permanent Slack error.
+var hints = map[string]string{
+	"not_in_channel":      "invite the bot to the channel (/invite @rolegate) or add the chat:write.public scope",
+	"channel_not_found":   "the channel is private or gone: invite the bot, or use a channel it can see",
+	"is_archived":         "the channel is archived",
+	"invalid_auth":        "SLACK_BOT_TOKEN is wrong or revoked: reinstall the app and update the token",
+	"not_authed":          "SLACK_BOT_TOKEN is missing",
+	"token_revoked":       "the bot token was revoked: reinstall the app",
+	"account_inactive":    "the bot token belongs to a deactivated app or user",
+	"missing_scope":       "the app lacks a scope: compare its scopes with manifest.yml and reinstall",
+	"message_not_found":   "the approval message was deleted",
+	"cant_update_message": "the approval message cannot be edited by the bot",
+	"invalid_blocks":      "rolegate built a message Slack rejects: please report this",
+	"msg_too_long":        "rolegate built a message Slack rejects: please report this",
+}
+
+// classify turns a slack-go error into an *approvals.DeliveryError.
+func (n *Notifier) classify(method string, err error) error {
+	if err == nil {
+		return nil
+	}
+	code := errorCode(err)
+	n.metrics().SlackError(method, code)
+	de := &approvals.DeliveryError{Code: code, Err: fmt.Errorf("%s: %w", method, err)}
+	var rl *slack.RateLimitedError
+	var sc slack.StatusCodeError
+	var se slack.SlackErrorResponse
+	var ne net.Error
+	switch {
+	case errors.As(err, &rl):
+		de.Temporary, de.RetryAfter = true, rl.RetryAfter
+	case errors.As(err, &sc):
+		de.Temporary = sc.Code >= 500 || sc.Code == http.StatusRequestTimeout
+	case errors.As(err, &se):
+		de.Temporary = temporaryCodes[se.Err]
+		de.Hint = hints[se.Err]
+	case errors.As(err, &ne), errors.Is(err, context.DeadlineExceeded):
+		de.Temporary = true
+	default:
+		de.Temporary = true // transport errors (connection refused, EOF) come through here
+	}
+	return de
+}
+
+// errorCode is a short label for a Slack error, for metrics and messages.
+func errorCode(err error) string {
+	var rl *slack.RateLimitedError
+	var sc slack.StatusCodeError
+	var se slack.SlackErrorResponse
+	switch {
+	case errors.As(err, &rl):
+		return "ratelimited"
+	case errors.As(err, &sc):
+		return fmt.Sprintf("http_%d", sc.Code)
+	case errors.As(err, &se):
+		return se.Err
+	}
+	return "network"
+}
+
+// Directory looks up Slack user groups, for approvers given as S… ids.
+type Directory struct {
+	Client *slack.Client
+}
+
+var _ approvals.Directory = Directory{}
+
+// GroupMembers returns the user ids in user group id.
+func (d Directory) GroupMembers(ctx context.Context, id string) ([]string, error) {
+	return d.Client.GetUserGroupMembersContext(ctx, id)
+}

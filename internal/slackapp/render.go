@@ -1,0 +1,263 @@
+package slackapp
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/slack-go/slack"
+
+	"github.com/rolegate/rolegate/internal/approvals"
+)
+
+// Action ids of the approval message's buttons. The button value is the
+// request id in decimal.
+const (
+	ActionApprove  = "rolegate_approve"
+	ActionDeny     = "rolegate_deny"
+	decisionBlock  = "rolegate_decision"
+	maxSectionText = 3000
+	maxFieldText   = 2000
+	maxBlocks      = 50
+)
+
+var escaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+
+// Escape makes user-provided text safe for mrkdwn: no mention, channel
+// broadcast or link can be formed from it.
+func Escape(s string) string { return escaper.Replace(s) }
+
+// truncate cuts s to at most n bytes on a rune boundary, marking the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+func mrkdwn(s string) *slack.TextBlockObject {
+	return slack.NewTextBlockObject(slack.MarkdownType, s, false, false)
+}
+
+func plain(s string) *slack.TextBlockObject {
+	return slack.NewTextBlockObject(slack.PlainTextType, s, false, false)
+}
+
+func section(s string) slack.Block {
+	return slack.NewSectionBlock(mrkdwn(truncate(s, maxSectionText)), nil, nil)
+}
+
+func fields(fs ...string) slack.Block {
+	objs := make([]*slack.TextBlockObject, 0, len(fs))
+	for _, f := range fs {
+		objs = append(objs, mrkdwn(truncate(f, maxFieldText)))
+	}
+	return slack.NewSectionBlock(nil, objs, nil)
+}
+
+func user(id string) string {
+	if id == approvals.SystemActor || id == "" {
+		return "rolegate"
+	}
+	return "<@" + Escape(id) + ">"
+}
+
+func code(s string) string { return "`" + Escape(strings.ReplaceAll(s, "`", "'")) + "`" }
+
+// date renders t in each reader's own time zone, with a UTC fallback.
+func date(t time.Time) string {
+	return fmt.Sprintf("<!date^%d^{date_short_pretty} at {time}|%s>", t.Unix(), t.UTC().Format("2006-01-02 15:04 UTC"))
+}
+
+func votes(r approvals.Request) string {
+	s := fmt.Sprintf("%d of %d", len(r.Approvals), r.Required)
+	if len(r.Approvals) > 0 {
+		names := make([]string, len(r.Approvals))
+		for i, v := range r.Approvals {
+			names[i] = user(v.User)
+		}
+		s += ", by " + strings.Join(names, ", ")
+	}
+	return s
+}
+
+// Summary is the one-line text of a request, used as the message's
+// notification text and in private answers.
+func Summary(r approvals.Request) string {
+	return fmt.Sprintf("Request #%d: %s asks for role %s for group %s in project %s",
+		r.ID, user(r.Requester), code(r.RoleID), code(r.GroupID), code(r.ProjectID))
+}
+
+// status says where the request stands, who decided and when.
+func status(r approvals.Request) string {
+	switch r.State {
+	case approvals.StatePending:
+		return fmt.Sprintf(":hourglass_flowing_sand: *Waiting for approval* (%s). Expires %s.", votes(r), date(r.ExpiresAt))
+	case approvals.StateApproved:
+		return fmt.Sprintf(":white_check_mark: *Approved* by %s %s (%s). Assigning the role…", user(r.Decider), date(r.DecidedAt), votes(r))
+	case approvals.StateApplied:
+		s := fmt.Sprintf(":white_check_mark: *Approved* by %s %s (%s). *Role assigned* %s.", user(r.Decider), date(r.DecidedAt), votes(r), date(r.FinishedAt))
+		if r.Assignment != nil && r.Assignment.AlreadyAssigned {
+			s = fmt.Sprintf(":white_check_mark: *Approved* by %s %s (%s). The group already had this role; nothing was changed.", user(r.Decider), date(r.DecidedAt), votes(r))
+		}
+		return s
+	case approvals.StateFailed:
+		return fmt.Sprintf(":x: *Approved* by %s %s (%s), but *the assignment failed* %s. See the thread.", user(r.Decider), date(r.DecidedAt), votes(r), date(r.FinishedAt))
+	case approvals.StateDenied:
+		return fmt.Sprintf(":no_entry: *Denied* by %s %s.", user(r.Decider), date(r.DecidedAt))
+	case approvals.StateExpired:
+		return fmt.Sprintf(":alarm_clock: *Expired* %s without a decision (%s).", date(r.FinishedAt), votes(r))
+	case approvals.StateCancelled:
+		if r.Decider == r.Requester {
+			return fmt.Sprintf(":heavy_multiplication_x: *Cancelled* by the requester %s.", date(r.FinishedAt))
+		}
+		return fmt.Sprintf(":heavy_multiplication_x: *Cancelled* %s: %s", date(r.FinishedAt), Escape(r.Note))
+	}
+	return string(r.State)
+}
+
+// ApprovalBlocks renders the approval message for r's current state. The
+// buttons are there only while r is pending.
+func ApprovalBlocks(r approvals.Request) []slack.Block {
+	blocks := []slack.Block{
+		slack.NewHeaderBlock(plain(fmt.Sprintf("Role assignment request #%d", r.ID))),
+		fields(
+			"*Requester*\n"+user(r.Requester),
+			"*Project*\n"+code(r.ProjectID),
+			"*Group*\n"+code(r.GroupID),
+			"*Role*\n"+code(r.RoleID),
+			"*Approvals*\n"+votes(r),
+			"*Expires*\n"+date(r.ExpiresAt),
+		),
+		section("*Reason*\n" + quote(Escape(r.Reason))),
+		section(status(r)),
+	}
+	if r.State == approvals.StatePending {
+		id := strconv.FormatUint(r.ID, 10)
+		approve := slack.NewButtonBlockElement(ActionApprove, id, plain("Approve")).WithStyle(slack.StylePrimary)
+		approve.Confirm = slack.NewConfirmationBlockObject(
+			plain("Approve this role assignment?"),
+			mrkdwn(truncate(fmt.Sprintf("Group %s will get role %s in project %s as soon as the approvals are complete.", code(r.GroupID), code(r.RoleID), code(r.ProjectID)), 300)),
+			plain("Approve"), plain("Cancel"))
+		deny := slack.NewButtonBlockElement(ActionDeny, id, plain("Deny")).WithStyle(slack.StyleDanger)
+		blocks = append(blocks, slack.NewActionBlock(decisionBlock, approve, deny))
+	}
+	return blocks
+}
+
+func quote(s string) string {
+	return "> " + strings.ReplaceAll(s, "\n", "\n> ")
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+// ResultBlocks renders the outcome of an approved request: the group and
+// role summary the API returned, or the API's error.
+func ResultBlocks(r approvals.Request) []slack.Block {
+	switch {
+	case r.State == approvals.StateApplied && r.Assignment != nil:
+		a := r.Assignment
+		head := fmt.Sprintf(":white_check_mark: *Request #%d applied.* Group *%s* now has role *%s* in project %s.",
+			r.ID, Escape(a.Group.Name), Escape(a.Role.Name), code(r.ProjectID))
+		if a.AlreadyAssigned {
+			head = fmt.Sprintf(":white_check_mark: *Request #%d: already in place.* Group *%s* already had role *%s* in project %s; nothing was changed.",
+				r.ID, Escape(a.Group.Name), Escape(a.Role.Name), code(r.ProjectID))
+		}
+		desc := a.Role.Description
+		if desc == "" {
+			desc = "(none)"
+		}
+		blocks := []slack.Block{
+			section(head),
+			fields(
+				"*Group*\n"+Escape(a.Group.Name),
+				"*Group ID*\n"+code(a.Group.ID),
+				"*Group created*\n"+date(a.Group.CreatedAt),
+				"*SCIM-managed*\n"+yesNo(a.Group.SCIMManaged),
+			),
+			fields(
+				"*Role*\n"+Escape(a.Role.Name),
+				"*Role ID*\n"+code(a.Role.ID),
+				"*Resource type*\n"+code(a.Role.ResourceType),
+				"*Predefined*\n"+yesNo(a.Role.Predefined),
+			),
+			section("*Description*\n" + Escape(desc)),
+		}
+		return append(blocks, permissionBlocks(a.Role.Permissions, maxBlocks-len(blocks))...)
+	case r.State == approvals.StateFailed && r.Failure != nil:
+		f := r.Failure
+		fs := []string{"*Message*\n" + Escape(orNone(f.Message))}
+		if f.Type != "" {
+			fs = append(fs, "*Type*\n"+code(f.Type))
+		}
+		if f.Code != "" {
+			fs = append(fs, "*Code*\n"+code(f.Code))
+		}
+		if f.Status != 0 {
+			fs = append(fs, "*HTTP status*\n"+strconv.Itoa(f.Status))
+		}
+		if f.RequestID != "" {
+			fs = append(fs, "*x-request-id*\n"+code(f.RequestID))
+		}
+		return []slack.Block{
+			section(fmt.Sprintf(":x: *Request #%d failed.* OpenAI did not assign role %s to group %s in project %s.",
+				r.ID, code(r.RoleID), code(r.GroupID), code(r.ProjectID))),
+			fields(fs...),
+		}
+	}
+	return []slack.Block{section(status(r))}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// permissionBlocks lists every permission, packed into as few sections as
+// Slack's 3,000-character limit allows and at most room blocks; if even that
+// is not enough, the last block says how many were left out.
+func permissionBlocks(perms []string, room int) []slack.Block {
+	if len(perms) == 0 {
+		return []slack.Block{section("*Permissions*\n(none)")}
+	}
+	var blocks []slack.Block
+	cur := fmt.Sprintf("*Permissions* (%d)\n", len(perms))
+	for i, p := range perms {
+		line := "• " + code(p) + "\n"
+		if len(cur)+len(line) > maxSectionText-40 {
+			if len(blocks) == room-1 {
+				cur += fmt.Sprintf("…and %d more", len(perms)-i)
+				break
+			}
+			blocks = append(blocks, section(cur))
+			cur = ""
+		}
+		cur += line
+	}
+	return append(blocks, section(cur))
+}
+
+// ResultText is the notification text of the result message.
+func ResultText(r approvals.Request) string {
+	if r.State == approvals.StateApplied {
+		return fmt.Sprintf("Request #%d applied: group %s has role %s in project %s", r.ID, code(r.GroupID), code(r.RoleID), code(r.ProjectID))
+	}
+	msg := ""
+	if r.Failure != nil {
+		msg = ": " + Escape(r.Failure.Message)
+	}
+	return truncate(fmt.Sprintf("Request #%d failed%s", r.ID, msg), 3000)
+}
