@@ -72,8 +72,10 @@ func newMetrics(reg *prometheus.Registry, store *approvals.Store) *metrics {
 
 func (m *metrics) Ack(kind string, d time.Duration) { m.ack.WithLabelValues(kind).Observe(d.Seconds()) }
 func (m *metrics) Command(outcome string)           { m.commands.WithLabelValues(outcome).Inc() }
-func (m *metrics) Decision(action, outcome string)  { m.decisions.WithLabelValues(action, outcome).Inc() }
-func (m *metrics) SlackError(method, code string)   { m.slackErrors.WithLabelValues(method, code).Inc() }
+func (m *metrics) Decision(action, outcome string) {
+	m.decisions.WithLabelValues(action, outcome).Inc()
+}
+func (m *metrics) SlackError(method, code string) { m.slackErrors.WithLabelValues(method, code).Inc() }
 func (m *metrics) Delivery(kind approvals.JobKind, outcome string) {
 	m.deliveries.WithLabelValues(string(kind), outcome).Inc()
 }
