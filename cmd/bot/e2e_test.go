@@ -334,3 +334,26 @@ func TestForgedOrStaleRequestsChangeNothing(t *testing.T) {
 		t.Fatalf("%d requests stored from refused requests", n)
 	}
 }
+
+func TestHealthEndpointsAndHealthcheck(t *testing.T) {
+	b := newBot(t, nil)
+	for _, path := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get("http://" + b.addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s answered %d", path, resp.StatusCode)
+		}
+	}
+	var out strings.Builder
+	if err := run(t.Context(), []string{"healthcheck"}, envFrom(map[string]string{"ROLEGATE_ADDR": b.addr}), &out, &out); err != nil || !strings.Contains(out.String(), "healthy") {
+		t.Fatalf("healthcheck: %v %q", err, out.String())
+	}
+	b.stop()
+	out.Reset()
+	if err := run(t.Context(), []string{"healthcheck"}, envFrom(map[string]string{"ROLEGATE_ADDR": b.addr}), &out, &out); err == nil || !strings.Contains(out.String(), "unhealthy") {
+		t.Fatalf("healthcheck of a stopped bot: %v %q", err, out.String())
+	}
+}

@@ -47,6 +47,8 @@ Usage:
                             list stored requests (works while the bot runs);
                             S is one of pending, approved, applied, failed, denied,
                             expired, cancelled
+  bot healthcheck           exit 0 when the running bot's /healthz answers 200
+                            (for container HEALTHCHECKs: the image has no shell)
   bot help                  print this
 
 Environment:
@@ -88,6 +90,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return check(ctx, getenv, stdout)
 	case "requests":
 		return listRequests(ctx, args, getenv, stdout)
+	case "healthcheck":
+		return healthcheck(ctx, getenv, stdout)
 	case "help", "-h", "--help", "-help":
 		fmt.Fprint(stdout, usage)
 		return nil
