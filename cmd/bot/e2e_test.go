@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -355,5 +356,38 @@ func TestHealthEndpointsAndHealthcheck(t *testing.T) {
 	out.Reset()
 	if err := run(t.Context(), []string{"healthcheck"}, envFrom(map[string]string{"ROLEGATE_ADDR": b.addr}), &out, &out); err == nil || !strings.Contains(out.String(), "unhealthy") {
 		t.Fatalf("healthcheck of a stopped bot: %v %q", err, out.String())
+	}
+}
+
+func TestMetricsAfterAFlow(t *testing.T) {
+	b := newBot(t, nil)
+	b.slack.FailNext("chat.update", 1, "internal_error") // retried, and counted
+	id := b.request(requester, defaultTarget+" measured")
+	b.command(requester, "nonsense")
+	b.click(stranger, slackapp.ActionApprove, id)
+	b.click(approverAna, slackapp.ActionApprove, id)
+	b.resultMessage(id)
+	resp, err := http.Get("http://" + b.addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	body := string(raw)
+	for _, want := range []string{
+		`rolegate_commands_total{outcome="created"} 1`,
+		`rolegate_commands_total{outcome="invalid"} 1`,
+		`rolegate_decisions_total{action="approve",outcome="recorded"} 1`,
+		`rolegate_decisions_total{action="approve",outcome="refused_not_approver"} 1`,
+		`rolegate_openai_calls_total{outcome="applied",status="200"} 1`,
+		`rolegate_ack_seconds_count{kind="command"} 2`,
+		`rolegate_ack_seconds_count{kind="interaction"} 2`,
+		`rolegate_requests_pending 0`,
+		`rolegate_slack_deliveries_total{kind="post_approval",outcome="ok"} 1`,
+		`rolegate_slack_api_errors_total{code="internal_error",method="chat.update"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }

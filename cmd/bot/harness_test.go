@@ -80,6 +80,9 @@ func newBot(t *testing.T, extra map[string]string) *bot {
 	t.Cleanup(sl.Close)
 	oa := openaitest.NewServer(testAdminKey)
 	t.Cleanup(oa.Close)
+	if tok := extra["SLACK_APP_TOKEN"]; tok != "" {
+		sl.SetAppToken(tok)
+	}
 	b := &bot{t: t, slack: sl, openai: oa, logs: &syncBuffer{}}
 	b.env = map[string]string{
 		"SLACK_BOT_TOKEN":      testBotToken,

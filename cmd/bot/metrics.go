@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -79,4 +80,6 @@ func (m *metrics) SlackError(method, code string) { m.slackErrors.WithLabelValue
 func (m *metrics) Delivery(kind approvals.JobKind, outcome string) {
 	m.deliveries.WithLabelValues(string(kind), outcome).Inc()
 }
-func (m *metrics) Grant(outcome string) { m.openai.WithLabelValues(outcome, "").Inc() }
+func (m *metrics) Grant(outcome string, status int) {
+	m.openai.WithLabelValues(outcome, strconv.Itoa(status)).Inc()
+}

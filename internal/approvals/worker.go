@@ -47,8 +47,9 @@ func (e *DeliveryError) Unwrap() error { return e.Err }
 // Observer is told what the Worker did, for metrics. Methods must not block.
 type Observer interface {
 	// Grant reports one OpenAI attempt: outcome is "applied",
-	// "already_assigned", "retry" or "failed".
-	Grant(outcome string)
+	// "already_assigned", "retry" or "failed"; status is the HTTP status
+	// of the failing call (0 when no response arrived), 200 on success.
+	Grant(outcome string, status int)
 	// Delivery reports one Notifier call: outcome is "ok", "retry" or
 	// "dropped".
 	Delivery(kind JobKind, outcome string)
@@ -56,7 +57,7 @@ type Observer interface {
 
 type nopObserver struct{}
 
-func (nopObserver) Grant(string)             {}
+func (nopObserver) Grant(string, int)        {}
 func (nopObserver) Delivery(JobKind, string) {}
 
 // Worker carries out the outbox: it assigns roles for approved requests and
@@ -266,7 +267,7 @@ func (w *Worker) assign(ctx context.Context, log *slog.Logger, j Job, r Request)
 		if a.AlreadyAssigned {
 			outcome = "already_assigned"
 		}
-		w.Observer.Grant(outcome)
+		w.Observer.Grant(outcome, 200)
 		log.InfoContext(ctx, "Role assigned", "project_id", r.ProjectID, "group_id", r.GroupID, "role_id", r.RoleID, "already_assigned", a.AlreadyAssigned)
 		return
 	}
@@ -289,7 +290,7 @@ func (w *Worker) assign(ctx context.Context, log *slog.Logger, j Job, r Request)
 			log.ErrorContext(ctx, "Recording the failure failed", "err", err)
 			return
 		}
-		w.Observer.Grant("failed")
+		w.Observer.Grant("failed", f.Status)
 		log.WarnContext(ctx, "Assignment failed", "status", f.Status, "type", f.Type, "code", f.Code, "openai_request_id", f.RequestID, "message", f.Message, "attempts", j.Attempts)
 		return
 	}
@@ -302,7 +303,7 @@ func (w *Worker) assign(ctx context.Context, log *slog.Logger, j Job, r Request)
 		log.ErrorContext(ctx, "Rescheduling the assignment failed", "err", err)
 		return
 	}
-	w.Observer.Grant("retry")
+	w.Observer.Grant("retry", f.Status)
 	log.WarnContext(ctx, "Assignment attempt failed; retrying", "attempt", j.Attempts, "retry_in", delay.String(), "status", f.Status, "message", f.Message, "ambiguous", j.Ambiguous)
 }
 
