@@ -34,7 +34,8 @@ type Role struct {
 }
 
 // Assignment is what a successful grant produced. AlreadyAssigned is true when
-// the group held the role before rolegate asked, so no POST was sent.
+// the group was found holding the role by a check (before a POST, or after a
+// POST that failed), rather than by a POST's own success.
 type Assignment struct {
 	Group           Group
 	Role            Role
@@ -57,7 +58,7 @@ type Failure struct {
 // StateFailed.
 type GrantError struct {
 	Failure Failure
-	// Temporary is true for 429, 5xx, timeouts and connection errors.
+	// Temporary is true for 408, 409, 429, 5xx, timeouts and connection errors.
 	Temporary bool
 	// RetryAfter is the server's Retry-After, zero when it sent none.
 	RetryAfter time.Duration

@@ -23,8 +23,9 @@ type SocketRunner struct {
 	// MaxBackoff caps the wait between reconnection attempts (default 30s).
 	MaxBackoff time.Duration
 
-	mu   sync.Mutex
-	seen map[string]time.Time // envelope ids handled recently
+	mu        sync.Mutex
+	seen      map[string]time.Time // envelope ids handled recently
+	lastSweep time.Time
 }
 
 // envelopeMemory is how long a handled envelope id is remembered, so a
@@ -165,10 +166,13 @@ func (s *SocketRunner) first(id string) bool {
 	if _, dup := s.seen[id]; dup {
 		return false
 	}
-	for k, at := range s.seen {
-		if now.Sub(at) > envelopeMemory {
-			delete(s.seen, k)
+	if now.Sub(s.lastSweep) > time.Minute {
+		for k, at := range s.seen {
+			if now.Sub(at) > envelopeMemory {
+				delete(s.seen, k)
+			}
 		}
+		s.lastSweep = now
 	}
 	s.seen[id] = now
 	return true
