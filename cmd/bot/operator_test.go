@@ -1,0 +1,117 @@
+package main
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/rolegate/rolegate/internal/openai/openaitest"
+	"github.com/rolegate/rolegate/internal/slackapp"
+	"github.com/rolegate/rolegate/internal/slackapp/slackfake"
+)
+
+func TestCheck(t *testing.T) {
+	sl := slackfake.New(testBotToken)
+	t.Cleanup(sl.Close)
+	sl.SetAppToken(testAppToken)
+	oa := openaitest.NewServer(testAdminKey)
+	t.Cleanup(oa.Close)
+	env := func(edit map[string]string) func(string) string {
+		m := map[string]string{
+			"SLACK_BOT_TOKEN":    testBotToken,
+			"SLACK_APP_TOKEN":    testAppToken,
+			"SLACK_API_URL":      sl.APIURL(),
+			"OPENAI_ADMIN_KEY":   testAdminKey,
+			"OPENAI_BASE_URL":    oa.URL(),
+			"ROLEGATE_APPROVERS": approverAna,
+		}
+		for k, v := range edit {
+			m[k] = v
+		}
+		return envFrom(m)
+	}
+	tests := []struct {
+		name     string
+		edit     map[string]string
+		wantFail []string // lines that must FAIL
+		wantText string   // the service's error, shown on the failing line
+	}{
+		{"all pass", nil, nil, ""},
+		{"bad bot token", map[string]string{"SLACK_BOT_TOKEN": "xoxb-wrong-token-000000"}, []string{"slack:"}, "invalid_auth"},
+		{"bad app token", map[string]string{"SLACK_APP_TOKEN": "xapp-wrong-token-000000"}, []string{"slack socket mode:"}, "invalid_auth"},
+		{"bad admin key", map[string]string{"OPENAI_ADMIN_KEY": "sk-admin-wrong-000000"}, []string{"openai:"}, "401"},
+		{"openai unreachable", map[string]string{"OPENAI_BASE_URL": "http://" + freeAddr(t) + "/v1"}, []string{"openai:"}, "cannot reach OpenAI"},
+		{"bad configuration", map[string]string{"ROLEGATE_APPROVERS": "nobody"}, []string{"configuration:"}, "ROLEGATE_APPROVERS"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out strings.Builder
+			err := run(t.Context(), []string{"check"}, env(tt.edit), &out, &out)
+			text := out.String()
+			if (err != nil) != (len(tt.wantFail) > 0) {
+				t.Fatalf("check returned %v:\n%s", err, text)
+			}
+			for _, line := range strings.Split(strings.TrimSpace(text), "\n") {
+				failing := false
+				for _, f := range tt.wantFail {
+					if strings.Contains(line, f) {
+						failing = true
+					}
+				}
+				if failing != strings.HasPrefix(line, "FAIL") {
+					t.Errorf("unexpected line %q:\n%s", line, text)
+				}
+				if failing && !strings.Contains(line, tt.wantText) {
+					t.Errorf("line %q does not show the service's error %q", line, tt.wantText)
+				}
+			}
+			if len(tt.wantFail) == 0 && strings.Count(text, "PASS") != 4 {
+				t.Errorf("want 4 PASS lines (configuration, slack, socket mode, openai):\n%s", text)
+			}
+			for _, s := range []string{testBotToken, testAppToken, testAdminKey, "sk-admin-wrong-000000", "xoxb-wrong-token-000000"} {
+				if strings.Contains(text, s) {
+					t.Errorf("check printed a secret")
+				}
+			}
+		})
+	}
+}
+
+func TestRequestsListsWhileTheBotRuns(t *testing.T) {
+	b := newBot(t, nil)
+	first := b.request(requester, defaultTarget+" listed")
+	second := b.request(approverAna, "proj_abc group_02 role_02 also listed")
+	b.click(approverBob, slackapp.ActionDeny, second)
+	b.waitState(second, "denied")
+	b.approvalMessage(first)
+
+	list := func(args ...string) (string, error) {
+		var out strings.Builder
+		err := run(t.Context(), append([]string{"requests"}, args...), envFrom(map[string]string{"ROLEGATE_DB": b.env["ROLEGATE_DB"]}), &out, &out)
+		return out.String(), err
+	}
+	all, err := list()
+	if err != nil {
+		t.Fatalf("requests: %v\n%s", err, all)
+	}
+	lines := strings.Split(strings.TrimSpace(all), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "ID") ||
+		!strings.Contains(lines[1], "denied") || !strings.Contains(lines[1], "group_02") ||
+		!strings.Contains(lines[2], "pending") || !strings.Contains(lines[2], requester) || !strings.Contains(lines[2], "role_01") {
+		t.Fatalf("requests output:\n%s", all)
+	}
+	pending, _ := list("--state", "pending")
+	if strings.Contains(pending, "denied") || !strings.Contains(pending, "pending") {
+		t.Fatalf("--state pending:\n%s", pending)
+	}
+	if out, err := list("--state", "bogus"); err == nil || !strings.Contains(out, `unknown state "bogus"`) {
+		t.Fatalf("--state bogus: %v %q", err, out)
+	}
+	var out strings.Builder
+	if err := run(t.Context(), []string{"requests"}, envFrom(map[string]string{"ROLEGATE_DB": t.TempDir() + "/none.db"}), &out, &out); err == nil || !strings.Contains(out.String(), "no database") {
+		t.Fatalf("missing db: %v %q", err, out.String())
+	}
+	if resp, err := http.Get("http://" + b.addr + "/healthz"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("bot unhealthy after listing: %v", err)
+	}
+}
