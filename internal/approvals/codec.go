@@ -130,8 +130,8 @@ func unmarshalRequest(b []byte) (Request, error) {
 	}
 	r := Request{
 		ID: rec.ID, State: State(rec.State),
-		Target:      Target{ProjectID: rec.ProjectID, GroupID: rec.GroupID, RoleID: rec.RoleID},
-		Reason:      rec.Reason, Requester: rec.Requester, TeamID: rec.TeamID, ChannelID: rec.ChannelID,
+		Target: Target{ProjectID: rec.ProjectID, GroupID: rec.GroupID, RoleID: rec.RoleID},
+		Reason: rec.Reason, Requester: rec.Requester, TeamID: rec.TeamID, ChannelID: rec.ChannelID,
 		ResponseURL: rec.ResponseURL, MessageTS: rec.MessageTS,
 		CreatedAt: fromUnixNano(rec.CreatedAt), ExpiresAt: fromUnixNano(rec.ExpiresAt), Required: rec.Required,
 		Decider: rec.Decider, DecidedAt: fromUnixNano(rec.DecidedAt), Note: rec.Note, FinishedAt: fromUnixNano(rec.FinishedAt),

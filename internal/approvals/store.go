@@ -6,7 +6,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"os"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -48,6 +50,9 @@ var (
 	bucketTriggers = []byte("triggers") // trigger_id → request id + created_at
 )
 
+// noExpiry is the open index's expiry for approved requests.
+const noExpiry = math.MaxInt64
+
 // triggerKeep is how long a command's trigger id is remembered to recognise
 // a replayed delivery; Slack rejects signatures older than 5 minutes anyway.
 const triggerKeep = 10 * time.Minute
@@ -57,6 +62,7 @@ const triggerKeep = 10 * time.Minute
 // use; Close it when done.
 type Store struct {
 	db      *bolt.DB
+	commits *groupCommit // the write transactions of the hot paths
 	changes chan struct{}
 }
 
@@ -81,7 +87,7 @@ func Open(path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open %s: create buckets: %w", path, err)
 	}
-	return &Store{db: db, changes: make(chan struct{}, 1)}, nil
+	return &Store{db: db, commits: &groupCommit{db: db}, changes: make(chan struct{}, 1)}, nil
 }
 
 // OpenSnapshot opens a read-only copy of the file at path, for listing while
@@ -116,7 +122,7 @@ func OpenSnapshot(path string) (*Store, func(), error) {
 				return nil
 			})
 			if err == nil {
-				s := &Store{db: db, changes: make(chan struct{}, 1)}
+				s := &Store{db: db, commits: &groupCommit{db: db}, changes: make(chan struct{}, 1)}
 				return s, func() { db.Close(); cleanup() }, nil
 			}
 			db.Close()
@@ -150,14 +156,15 @@ func (s *Store) notify() {
 // When n.TriggerID was seen in the last few minutes, the request made then is
 // returned with created false and nothing is written.
 func (s *Store) Create(ctx context.Context, n NewRequest, now time.Time, ttl time.Duration, required int) (r Request, created bool, err error) {
+	n.Reason = strings.TrimSpace(n.Reason)
 	if err := n.Validate(); err != nil {
 		return Request{}, false, err
 	}
 	if required < 1 {
 		return Request{}, false, fmt.Errorf("%w: approvals required must be at least 1", ErrInvalid)
 	}
-	err = s.db.Batch(func(tx *bolt.Tx) error {
-		r, created = Request{}, false // Batch may run this function more than once
+	err = s.commits.update(func(tx *bolt.Tx) error {
+		r, created = Request{}, false // this function may run more than once
 		triggers := tx.Bucket(bucketTriggers)
 		if n.TriggerID != "" {
 			if v := triggers.Get([]byte(n.TriggerID)); v != nil {
@@ -204,20 +211,27 @@ func (s *Store) Create(ctx context.Context, n NewRequest, now time.Time, ttl tim
 // channelID is where the click came from. It returns the request as stored
 // afterwards. Errors: ErrNotFound, ErrWrongChannel, *NotPendingError,
 // ErrExpired (the request was expired by this call), ErrSelfApproval,
-// ErrNotApprover, ErrNotRequester, ErrAlreadyVoted.
+// ErrNotApprover, ErrNotRequester, ErrAlreadyVoted. Commits from concurrent
+// callers are batched, like Create's: each decision still reads and writes
+// inside the transaction that commits it.
 func (s *Store) Decide(ctx context.Context, id uint64, actor string, action Action, channelID string, eligible bool, now time.Time) (Request, error) {
 	var out Request
 	var changed bool
 	var derr error // a refusal that may still commit a transition (expiry)
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		out, changed, derr = Request{}, false, nil
+	err := s.commits.update(func(tx *bolt.Tx) error {
+		out, changed, derr = Request{}, false, nil // this function may run more than once
 		r, err := getRequest(tx, id)
+		if errors.Is(err, ErrNotFound) {
+			derr = err // a refusal, not a failure: keep the batch's other decisions
+			return nil
+		}
 		if err != nil {
 			return err
 		}
 		out = r
 		if channelID != r.ChannelID {
-			return ErrWrongChannel
+			derr = ErrWrongChannel
+			return nil
 		}
 		var tr transition
 		tr, derr = decide(&r, actor, action, eligible, now)
@@ -342,6 +356,9 @@ func (s *Store) ExpireDue(ctx context.Context, now time.Time) (expired []uint64,
 		c := tx.Bucket(bucketOpen).Cursor()
 		var due []uint64
 		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if binary.BigEndian.Uint64(v) == noExpiry {
+				continue
+			}
 			at := fromUnixNano(int64(binary.BigEndian.Uint64(v)))
 			if !at.After(now) {
 				due = append(due, btoi(k))
@@ -386,30 +403,32 @@ func (s *Store) ExpireDue(ctx context.Context, now time.Time) (expired []uint64,
 // DueJobs returns up to limit jobs that may run at now, oldest first and at
 // most one per request: a request's later jobs wait for its earlier ones, and
 // requests in busy are skipped entirely. next is the earliest NotBefore of a
-// job that is not yet due (zero if none).
+// job that is not yet due (zero if none) among the jobs scanned: the scan
+// stops once limit jobs are found, so a backlog costs the worker only the
+// jobs it takes (it scans again when one of them finishes), not the whole
+// outbox every time.
 func (s *Store) DueJobs(ctx context.Context, now time.Time, busy map[uint64]bool, limit int) (jobs []Job, next time.Time, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
 		seen := make(map[uint64]bool)
-		return tx.Bucket(bucketOutbox).ForEach(func(_, v []byte) error {
+		c := tx.Bucket(bucketOutbox).Cursor()
+		for k, v := c.First(); k != nil && len(jobs) < limit; k, v = c.Next() {
 			j, err := unmarshalJob(v)
 			if err != nil {
 				return err
 			}
 			if seen[j.RequestID] || busy[j.RequestID] {
-				return nil
+				continue
 			}
 			seen[j.RequestID] = true
 			if j.NotBefore.After(now) {
 				if next.IsZero() || j.NotBefore.Before(next) {
 					next = j.NotBefore
 				}
-				return nil
+				continue
 			}
-			if len(jobs) < limit {
-				jobs = append(jobs, j)
-			}
-			return nil
-		})
+			jobs = append(jobs, j)
+		}
+		return nil
 	})
 	return jobs, next, err
 }
@@ -423,9 +442,10 @@ func (s *Store) PendingJobs(ctx context.Context) (n int, err error) {
 	return n, err
 }
 
-// CompleteJob removes a delivered job from the outbox.
+// CompleteJob removes a delivered job from the outbox. Like every write the
+// Worker makes, its commit is batched with concurrent writers'.
 func (s *Store) CompleteJob(ctx context.Context, jobID uint64) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.commits.update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketOutbox).Delete(itob(jobID))
 	})
 }
@@ -433,7 +453,7 @@ func (s *Store) CompleteJob(ctx context.Context, jobID uint64) error {
 // RetryJob stores j (with its attempt count, error and NotBefore updated by
 // the caller) back into the outbox, unless it was completed meanwhile.
 func (s *Store) RetryJob(ctx context.Context, j Job) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.commits.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketOutbox)
 		if b.Get(itob(j.ID)) == nil {
 			return nil
@@ -476,10 +496,13 @@ func (s *Store) Posted(ctx context.Context, jobID, id uint64, ts string, now tim
 // finishJob deletes job jobID and applies change to request id in one
 // transaction. A change that does not apply (the request moved on) still
 // completes the job, so it is not retried forever; its error is returned.
+// The commit is batched with concurrent writers' (the worker runs several
+// jobs at once, and requests and decisions keep arriving).
 func (s *Store) finishJob(jobID, id uint64, now time.Time, change func(*Request) (transition, error)) (Request, error) {
 	var out Request
 	var queued bool
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.commits.update(func(tx *bolt.Tx) error {
+		out, queued = Request{}, false // this function may run more than once
 		if err := tx.Bucket(bucketOutbox).Delete(itob(jobID)); err != nil {
 			return err
 		}
@@ -538,10 +561,13 @@ func putRequest(tx *bolt.Tx, r *Request) error {
 		return err
 	}
 	open := tx.Bucket(bucketOpen)
-	if r.State.Final() {
-		return open.Delete(key)
+	switch r.State {
+	case StatePending:
+		return open.Put(key, itob(uint64(r.ExpiresAt.UnixNano())))
+	case StateApproved:
+		return open.Put(key, itob(noExpiry)) // past deciding: nothing to expire
 	}
-	return open.Put(key, itob(uint64(r.ExpiresAt.UnixNano())))
+	return open.Delete(key)
 }
 
 func putAndRecord(tx *bolt.Tx, r *Request, tr transition, now time.Time) error {

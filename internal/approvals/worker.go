@@ -169,7 +169,10 @@ func (w *Worker) Run(ctx context.Context) error {
 			snapshot[k] = true
 		}
 		mu.Unlock()
-		if free > 0 {
+		// Once ctx is cancelled nothing more is dispatched: a job abandoned
+		// by the shutdown is back in the outbox (and out of busy), and
+		// handing it out again would call OpenAI or Slack after the stop.
+		if free > 0 && ctx.Err() == nil {
 			jobs, nextJob, err := w.Store.DueJobs(ctx, now, snapshot, free)
 			if err != nil {
 				if ctx.Err() != nil {
@@ -298,7 +301,8 @@ func (w *Worker) assign(ctx context.Context, log *slog.Logger, j Job, r Request)
 	if ge != nil && ge.RetryAfter > delay {
 		delay = ge.RetryAfter
 	}
-	j.NotBefore = now.Add(delay)
+	// Retry-After counts from the answer, not from when the attempt began.
+	j.NotBefore = w.Now().Add(delay)
 	if err := w.Store.RetryJob(ctx, j); err != nil {
 		log.ErrorContext(ctx, "Rescheduling the assignment failed", "err", err)
 		return
@@ -376,7 +380,7 @@ func (w *Worker) deliver(ctx context.Context, log *slog.Logger, j Job, r Request
 	if de != nil && de.RetryAfter > delay {
 		delay = de.RetryAfter
 	}
-	j.NotBefore = now.Add(delay)
+	j.NotBefore = w.Now().Add(delay) // from the answer, as for OpenAI
 	if err := w.Store.RetryJob(ctx, j); err != nil {
 		log.ErrorContext(ctx, "Rescheduling the message failed", "err", err)
 		return
