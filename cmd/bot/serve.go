@@ -76,7 +76,7 @@ func serve(ctx context.Context, cfg *Config, stderr io.Writer) error {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	if !cfg.SocketMode() {
-		mux.Handle("/slack/", app.Handler(cfg.SlackSigningSecret, time.Now))
+		mux.Handle("/slack/", crashHook(app.Handler(cfg.SlackSigningSecret, time.Now)))
 	}
 
 	ln, err := net.Listen("tcp", cfg.Addr)

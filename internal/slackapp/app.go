@@ -144,8 +144,10 @@ func (a *App) Interaction(ctx context.Context, cb slack.InteractionCallback) {
 		return
 	}
 	acts := cb.ActionCallback.BlockActions
-	if len(acts) != 1 || acts[0] == nil {
-		log.WarnContext(ctx, "Ignoring a block action payload without exactly one action", "actions", len(acts))
+	// slack-go files an action without a block_id under AttachmentActions:
+	// count those too, so a forged second action cannot ride along.
+	if len(acts) != 1 || acts[0] == nil || len(cb.ActionCallback.AttachmentActions) != 0 {
+		log.WarnContext(ctx, "Ignoring a block action payload without exactly one action", "actions", len(acts)+len(cb.ActionCallback.AttachmentActions))
 		a.metrics().Decision("unknown", "refused_malformed")
 		return
 	}

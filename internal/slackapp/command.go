@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/rolegate/rolegate/internal/approvals"
@@ -66,12 +67,13 @@ func ParseCommand(text string) (Command, error) {
 	if len(fields) == 3 {
 		return Command{}, fmt.Errorf("a reason is required after the role id: say why the group needs this role")
 	}
-	// The reason keeps the user's own spacing: cut the three ids off the front.
-	rest := strings.TrimSpace(text)
+	// The reason keeps the user's own spacing: cut the three ids off the
+	// front, splitting where strings.Fields did (any Unicode space, such as
+	// the no-break space pasted text often carries, or a vertical tab).
+	rest := text
 	for range 3 {
-		rest = strings.TrimLeft(rest, " \t\r\n")
-		i := strings.IndexAny(rest, " \t\r\n")
-		rest = rest[i:]
+		rest = strings.TrimLeftFunc(rest, unicode.IsSpace)
+		rest = rest[strings.IndexFunc(rest, unicode.IsSpace):]
 	}
 	reason := strings.TrimSpace(rest)
 	if n := utf8.RuneCountInString(reason); n > approvals.MaxReasonLen {

@@ -104,7 +104,9 @@ func status(r approvals.Request) string {
 	case approvals.StateApplied:
 		s := fmt.Sprintf(":white_check_mark: *Approved* by %s %s (%s). *Role assigned* %s.", user(r.Decider), date(r.DecidedAt), votes(r), date(r.FinishedAt))
 		if r.Assignment != nil && r.Assignment.AlreadyAssigned {
-			s = fmt.Sprintf(":white_check_mark: *Approved* by %s %s (%s). The group already had this role; nothing was changed.", user(r.Decider), date(r.DecidedAt), votes(r))
+			// Found by a check, which also happens after rolegate's own POST
+			// whose answer was lost (a timeout, a crash): say only what is known.
+			s = fmt.Sprintf(":white_check_mark: *Approved* by %s %s (%s). *Role in place* %s: it was already assigned when rolegate checked, so it was not assigned again.", user(r.Decider), date(r.DecidedAt), votes(r), date(r.FinishedAt))
 		}
 		return s
 	case approvals.StateFailed:
@@ -171,7 +173,8 @@ func ResultBlocks(r approvals.Request) []slack.Block {
 		head := fmt.Sprintf(":white_check_mark: *Request #%d applied.* Group *%s* now has role *%s* in project %s.",
 			r.ID, Escape(a.Group.Name), Escape(a.Role.Name), code(r.ProjectID))
 		if a.AlreadyAssigned {
-			head = fmt.Sprintf(":white_check_mark: *Request #%d: already in place.* Group *%s* already had role *%s* in project %s; nothing was changed.",
+			head = fmt.Sprintf(":white_check_mark: *Request #%d applied: role in place.* Group *%s* has role *%s* in project %s. "+
+				"It was already assigned when rolegate checked (by an earlier attempt whose answer was lost, or by someone else), so it was not assigned again.",
 				r.ID, Escape(a.Group.Name), Escape(a.Role.Name), code(r.ProjectID))
 		}
 		desc := a.Role.Description

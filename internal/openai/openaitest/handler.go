@@ -65,6 +65,14 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	// Record before answering, so a client that got its answer finds its
 	// request in Requests().
 	s.record(rec)
+	s.mu.Lock()
+	served := s.onServed
+	s.mu.Unlock()
+	if served != nil {
+		c := rec
+		c.Header = rec.Header.Clone()
+		served(c)
+	}
 
 	if rep.drop {
 		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
@@ -98,6 +106,9 @@ func (s *Server) serve(r *http.Request, rt routed, body []byte, auth string) rep
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if f := s.takeFault(rt.op); f != nil {
+		if f.AfterActing && rt.op == OpAssign {
+			_ = s.assignRole(rt, body)
+		}
 		return faultReply(*f)
 	}
 	q := r.URL.Query()

@@ -119,6 +119,10 @@ type Fault struct {
 	// Message, Type and Code fill the error body; a plausible default for
 	// Status is used when empty. Code "" is sent as null.
 	Message, Type, Code string
+	// AfterActing, for an assignment POST, makes the fake carry the
+	// assignment out (when valid) before answering with the fault: the 5xx
+	// (or any status) a caller gets although the server acted.
+	AfterActing bool
 }
 
 type fault struct {
@@ -155,6 +159,7 @@ type Server struct {
 	postSignal  chan struct{} // closed and replaced on every assign POST
 	requests    []Recorded
 	onAssign    func(t approvals.Target, at time.Time)
+	onServed    func(rec Recorded)
 	added       int // objects added after the seed, for created_at
 }
 
@@ -442,6 +447,20 @@ func (s *Server) OnAssign(fn func(t approvals.Target, at time.Time)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.onAssign = fn
+}
+
+// OnServed registers fn to run for every request the fake serves, after it
+// decided the answer (and, for a POST, acted on it) and before the answer
+// is written: rec.Status is the status about to be sent, 0 with Dropped for
+// a connection about to be closed. It runs on the handler goroutine without
+// the fake's lock held, so it may call the fake, or stop the client (a
+// crash test kills the bot here, so the answer never reaches it). Requests
+// whose client left during a delay are not served and do not reach fn. nil
+// removes it.
+func (s *Server) OnServed(fn func(rec Recorded)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onServed = fn
 }
 
 // AssignPOSTs counts assignment POSTs that arrived, whatever was answered

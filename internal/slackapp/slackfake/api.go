@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
 	"net/url"
@@ -47,7 +48,11 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	s.calls[method]++
 	delay := s.delayLocked(method)
 	s.notifyLocked()
+	onCall := s.onCall
 	s.mu.Unlock()
+	if onCall != nil {
+		onCall(method, maps.Clone(p))
+	}
 
 	if !s.wait(r, delay) {
 		return
@@ -113,6 +118,12 @@ func writeFault(w http.ResponseWriter, f fault) {
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 		w.WriteHeader(http.StatusTooManyRequests)
 		_ = json.NewEncoder(w).Encode(errResponse("ratelimited"))
+	case faultDrop:
+		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			_ = conn.Close()
+			return
+		}
+		panic(http.ErrAbortHandler) // cannot hijack: abort the response instead
 	case faultStatus:
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.WriteHeader(f.status)

@@ -2,6 +2,7 @@ package slackfake
 
 import (
 	"math"
+	"net/url"
 	"time"
 )
 
@@ -16,6 +17,7 @@ const (
 	faultError faultKind = iota
 	faultRateLimit
 	faultStatus
+	faultDrop
 )
 
 // fault is one queued failure, used for the next remaining calls.
@@ -45,6 +47,24 @@ func (s *Server) RateLimitNext(method string, n int, retryAfter time.Duration) {
 // (e.g. 500, 503) with an HTML body, as Slack's edge does.
 func (s *Server) ServerErrorNext(method string, n, status int) {
 	s.addFault(method, &fault{kind: faultStatus, remaining: n, status: status})
+}
+
+// DropNext makes the next n calls of method close the connection without
+// an answer and without acting, as a network failure between the bot and
+// Slack looks to the caller.
+func (s *Server) DropNext(method string, n int) {
+	s.addFault(method, &fault{kind: faultDrop, remaining: n})
+}
+
+// OnCall registers fn to run when a Web API call arrives, with the method
+// and its arguments, before delays, faults and acting. It runs on the
+// handler goroutine without the fake's lock held, so it may call the fake:
+// a crash test kills the bot there and queues DropNext(method, 1) so that
+// very call is not carried out either. nil removes it.
+func (s *Server) OnCall(fn func(method string, params url.Values)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onCall = fn
 }
 
 // SetDelay holds every later call of method for d before answering (0 removes

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -70,6 +71,7 @@ type Server struct {
 	limits   map[string]rateLimit
 	buckets  map[string]*bucket
 	respURLs map[string]*responseURL
+	onCall   func(method string, params url.Values)
 
 	// Socket Mode.
 	conns        []*wsConn // open, in the order they connected

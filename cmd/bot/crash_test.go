@@ -1,0 +1,795 @@
+//go:build unix
+
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rolegate/rolegate/internal/approvals"
+	"github.com/rolegate/rolegate/internal/openai/openaitest"
+	"github.com/rolegate/rolegate/internal/slackapp"
+	"github.com/rolegate/rolegate/internal/slackapp/slackfake"
+)
+
+// Crash recovery: the real binary, built once with the test-only crash hook
+// (-tags rolegate_crashhook), runs as a subprocess in HTTP mode against the
+// in-process fakes and is SIGKILLed at each point where a crash could lose or
+// repeat work. After every kill the database must pass bbolt's consistency
+// check; after a restart on the same file every request must end in the
+// right state, with at most one effective assignment and every message
+// delivered.
+
+func TestCrashRecovery(t *testing.T) {
+	t.Parallel()
+	bin := buildCrashBot(t)
+
+	t.Run("request stored, Slack not answered", func(t *testing.T) {
+		t.Parallel()
+		c := newCrashRig(t, bin, nil)
+		// Hold the approval message so the kill lands before it is posted.
+		c.slack.SetDelay("chat.postMessage", time.Minute)
+		c.start("command_answer")
+		form := c.commandForm(requester, testChannel, defaultTarget+" crash before the ack")
+		status, _, err := c.send("/slack/commands", form.Encode())
+		if err == nil {
+			t.Fatalf("the command was answered (%d) although the bot was to die first", status)
+		}
+		c.waitExit()
+		c.checkDB(func(s *approvals.Store) {
+			r, err := s.Get(context.Background(), 1)
+			if err != nil || r.State != approvals.StatePending || r.MessageTS != "" {
+				t.Fatalf("after the kill: %+v %v, want request 1 stored pending, not yet posted", r, err)
+			}
+		})
+		if n := len(c.slack.Messages(testChannel)); n != 0 {
+			t.Fatalf("%d messages posted before the kill", n)
+		}
+
+		c.slack.SetDelay("chat.postMessage", 0)
+		c.start("")
+		c.approvalMessage(1)
+		// Slack does not retry, but a replayed delivery (same trigger) is
+		// answered with the stored request, not a second one.
+		if _, reply := c.commandForm2(form); !strings.Contains(reply.Text, "Request #1 ") {
+			t.Fatalf("replayed command answered %q", reply.Text)
+		}
+		c.click(approverAna, slackapp.ActionApprove, 1)
+		c.finish(map[uint64]approvals.State{1: approvals.StateApplied})
+		c.wantMessagesOnce(1)
+	})
+
+	t.Run("decision stored, POST not made", func(t *testing.T) {
+		t.Parallel()
+		c := newCrashRig(t, bin, nil)
+		c.start("")
+		id := c.request(requester, defaultTarget+" crash after the decision")
+		c.approvalMessage(id)
+		// The worker checks the role list right before POSTing: die there.
+		var once sync.Once
+		c.openai.OnServed(func(rec openaitest.Recorded) {
+			if rec.Op == openaitest.OpListGroupRoles {
+				once.Do(c.kill)
+			}
+		})
+		c.sendClick(approverAna, slackapp.ActionApprove, id)
+		c.waitExit()
+		c.openai.OnServed(nil)
+		c.checkDB(func(s *approvals.Store) {
+			r, _ := s.Get(context.Background(), id)
+			if r.State != approvals.StateApproved || r.Decider != approverAna {
+				t.Fatalf("after the kill: %s decided by %q, want the approval stored", r.State, r.Decider)
+			}
+		})
+		if n := c.openai.AssignPOSTs(); n != 0 {
+			t.Fatalf("%d POSTs before the kill", n)
+		}
+		c.start("")
+		r := c.finish(map[uint64]approvals.State{id: approvals.StateApplied})[id]
+		if r.Assignment.AlreadyAssigned {
+			t.Error("reported as already assigned, but nothing was POSTed before the crash")
+		}
+		c.wantMessagesOnce(id)
+	})
+
+	t.Run("POST made, result not stored", func(t *testing.T) {
+		t.Parallel()
+		c := newCrashRig(t, bin, nil)
+		c.start("")
+		id := c.request(requester, defaultTarget+" crash after the POST")
+		c.approvalMessage(id)
+		// OpenAI assigns the role; the bot dies before reading the answer.
+		var once sync.Once
+		c.openai.OnServed(func(rec openaitest.Recorded) {
+			if rec.Op == openaitest.OpAssign && rec.Status == http.StatusOK {
+				once.Do(c.kill)
+			}
+		})
+		c.sendClick(approverAna, slackapp.ActionApprove, id)
+		c.waitExit()
+		c.openai.OnServed(nil)
+		if got := c.openai.Assignments(openaitest.DefaultProjectID, openaitest.DefaultGroupID); len(got) != 1 {
+			t.Fatalf("assignments %v after the kill, want the POST to have taken effect", got)
+		}
+		c.checkDB(func(s *approvals.Store) {
+			if r, _ := s.Get(context.Background(), id); r.State != approvals.StateApproved {
+				t.Fatalf("after the kill: %s, want approved (result not stored)", r.State)
+			}
+		})
+		c.start("")
+		c.finish(map[uint64]approvals.State{id: approvals.StateApplied})
+		c.wantMessagesOnce(id)
+	})
+
+	t.Run("result stored, Slack not told", func(t *testing.T) {
+		t.Parallel()
+		c := newCrashRig(t, bin, nil)
+		c.start("")
+		id := c.request(requester, defaultTarget+" crash after the result")
+		c.approvalMessage(id)
+		// The first chat.update after the POST is the one reporting the
+		// result: die as it arrives, and Slack does not carry it out.
+		var once sync.Once
+		c.slack.OnCall(func(method string, _ url.Values) {
+			if method == "chat.update" && len(openaiCalls(c.openai, openaitest.OpAssign)) > 0 {
+				once.Do(func() {
+					c.kill()
+					c.slack.DropNext("chat.update", 1)
+				})
+			}
+		})
+		c.sendClick(approverAna, slackapp.ActionApprove, id)
+		c.waitExit()
+		c.slack.OnCall(nil)
+		c.checkDB(func(s *approvals.Store) {
+			r, _ := s.Get(context.Background(), id)
+			n, _ := s.PendingJobs(context.Background())
+			if r.State != approvals.StateApplied || n != 2 {
+				t.Fatalf("after the kill: %s with %d jobs, want applied with the update and the result owed", r.State, n)
+			}
+		})
+		if m := c.approvalMessage(id); strings.Contains(m.VisibleText(), "Role assigned") {
+			t.Fatal("Slack was told before the kill")
+		}
+		c.start("")
+		c.finish(map[uint64]approvals.State{id: approvals.StateApplied})
+		c.wantMessagesOnce(id)
+	})
+
+	t.Run("random kills during a burst", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("the randomized crash soak does not run with -short")
+		}
+		t.Parallel()
+		crashSoak(t, bin)
+	})
+}
+
+// crashSoak kills the bot at random moments while requests and clicks
+// arrive, restarts it on the same file each time, then lets it finish.
+func crashSoak(t *testing.T, bin string) {
+	const (
+		rounds      = 25
+		budget      = 20 * time.Second
+		perRound    = 3 // new requests per round
+		maxRequests = rounds * perRound
+	)
+	c := newCrashRig(t, bin, map[string]string{"ROLEGATE_APPROVALS_REQUIRED": "2"})
+	for i := range maxRequests {
+		c.openai.AddGroup(soakGroup(i), fmt.Sprintf("Soak group %d", i), false)
+	}
+	// Slow the fakes a little, so kills often land with a call in flight.
+	c.slack.SetDelay(slackfake.AnyMethod, 2*time.Millisecond)
+	c.openai.SetDelay(3 * time.Millisecond)
+	var duplicates atomic.Int32 // POSTs for an assignment that already existed
+	c.openai.OnAssign(func(tg approvals.Target, _ time.Time) {
+		for _, held := range c.openai.Assignments(tg.ProjectID, tg.GroupID) {
+			if held == tg.RoleID {
+				duplicates.Add(1)
+			}
+		}
+	})
+
+	var (
+		acks      ackLog
+		created   int
+		seed      = uint64(time.Now().UnixNano())
+		rng       = rand.New(rand.NewPCG(seed, 42))
+		pending   []uint64
+		startedAt = time.Now()
+		round     int
+	)
+	t.Logf("kill offsets from seed %d", seed)
+	for round = 0; round < rounds && time.Since(startedAt) < budget; round++ {
+		c.start("")
+		var wg sync.WaitGroup
+		for range perRound {
+			i := created
+			created++
+			wg.Go(func() {
+				text := fmt.Sprintf("%s %s %s soak %d", openaitest.DefaultProjectID, soakGroup(i), openaitest.DefaultRoleID, i)
+				form := c.commandForm(requester, testChannel, text)
+				if status, body, err := c.send("/slack/commands", form.Encode()); err == nil && status == http.StatusOK {
+					acks.command(body)
+				}
+			})
+		}
+		for _, id := range pending {
+			for _, who := range []string{approverAna, approverBob} {
+				action := slackapp.ActionApprove
+				if id%7 == 0 {
+					action = slackapp.ActionDeny
+				}
+				wg.Go(func() {
+					if status, _, err := c.sendClick(who, action, id); err == nil && status == http.StatusOK {
+						acks.click(id, who, action)
+					}
+				})
+			}
+		}
+		time.Sleep(time.Duration(rng.IntN(250)) * time.Millisecond)
+		c.kill()
+		c.waitExit()
+		wg.Wait()
+		pending = nil
+		c.checkDB(func(s *approvals.Store) {
+			rs, err := s.List(context.Background(), approvals.ListOptions{State: approvals.StatePending})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range rs {
+				pending = append(pending, r.ID)
+			}
+		})
+	}
+
+	// Let it finish: people click again where their click was lost.
+	c.start("")
+	var all []approvals.Request
+	c.waitFor("every request to be decided", func() bool {
+		s, cleanup, err := approvals.OpenSnapshot(c.env["ROLEGATE_DB"])
+		if err != nil {
+			return false
+		}
+		defer cleanup()
+		all, err = s.List(context.Background(), approvals.ListOptions{})
+		if err != nil {
+			return false
+		}
+		undecided := false
+		for _, r := range all {
+			if r.State != approvals.StatePending {
+				continue
+			}
+			undecided = true
+			for _, who := range []string{approverAna, approverBob} {
+				if !r.Approved(who) {
+					action := slackapp.ActionApprove
+					if r.ID%7 == 0 {
+						action = slackapp.ActionDeny
+					}
+					c.sendClick(who, action, r.ID)
+				}
+			}
+		}
+		return !undecided
+	})
+	want := map[uint64]approvals.State{}
+	for _, r := range all {
+		want[r.ID] = approvals.StateApplied
+		if r.ID%7 == 0 {
+			want[r.ID] = approvals.StateDenied
+		}
+	}
+	final := c.finish(want)
+
+	// No acknowledged command or click was lost.
+	lostCommands, lostClicks := 0, 0
+	for _, id := range acks.commandIDs() {
+		if _, ok := final[id]; !ok {
+			lostCommands++
+			t.Errorf("request #%d was acknowledged to Slack but is not stored", id)
+		}
+	}
+	s := c.openStore()
+	for _, k := range acks.clicks() {
+		r := final[k.id]
+		events, err := s.Audit(context.Background(), k.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recorded := false
+		for _, e := range events {
+			if e.Actor == k.user && !e.At.After(k.at) && (e.Action == approvals.ActionApprove || e.Action == approvals.ActionDeny) {
+				recorded = true
+			}
+		}
+		if !recorded && (r.DecidedAt.IsZero() || r.DecidedAt.After(k.at)) {
+			lostClicks++
+			t.Errorf("%s's click on request #%d was acknowledged at %s but not recorded (request decided %s)", k.user, k.id, k.at, r.DecidedAt)
+		}
+	}
+	s.Close()
+
+	dupApproval, dupResult := c.messageCounts(final)
+	if n := duplicates.Load(); n != 0 {
+		t.Errorf("%d POSTs for assignments that already existed", n)
+	}
+	t.Logf("crash soak: %d rounds, %d kills survived, %d requests (%d applied), %d commands and %d clicks acknowledged before kills; "+
+		"lost: %d commands, %d clicks; duplicate assignment POSTs: %d; repeated Slack messages (at-least-once): %d approval, %d result",
+		round, c.kills.Load(), len(final), countState(final, approvals.StateApplied), len(acks.commandIDs()), len(acks.clicks()),
+		lostCommands, lostClicks, duplicates.Load(), dupApproval, dupResult)
+}
+
+func soakGroup(i int) string { return fmt.Sprintf("group_s%03d", i) }
+
+func countState(rs map[uint64]approvals.Request, st approvals.State) int {
+	n := 0
+	for _, r := range rs {
+		if r.State == st {
+			n++
+		}
+	}
+	return n
+}
+
+// ackLog remembers what the bot acknowledged to "Slack" before dying.
+type ackLog struct {
+	mu   sync.Mutex
+	ids  []uint64
+	acks []ackedClick
+}
+
+type ackedClick struct {
+	id         uint64
+	user, kind string
+	at         time.Time
+}
+
+func (a *ackLog) command(body string) {
+	var id uint64
+	if i := strings.Index(body, "Request #"); i >= 0 {
+		fmt.Sscanf(body[i:], "Request #%d", &id)
+	}
+	if id != 0 {
+		a.mu.Lock()
+		a.ids = append(a.ids, id)
+		a.mu.Unlock()
+	}
+}
+
+func (a *ackLog) click(id uint64, user, kind string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.acks = append(a.acks, ackedClick{id: id, user: user, kind: kind, at: time.Now()})
+}
+
+func (a *ackLog) commandIDs() []uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]uint64(nil), a.ids...)
+}
+
+func (a *ackLog) clicks() []ackedClick {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]ackedClick(nil), a.acks...)
+}
+
+// crashRig runs the built bot as a subprocess against in-process fakes.
+// It embeds the end-to-end harness's bot, so its helpers (request, click,
+// approvalMessage, stored, waitFor) talk to whichever process runs now.
+type crashRig struct {
+	*bot
+	bin   string
+	kills atomic.Int32
+
+	mu   sync.Mutex // the fakes' hooks kill from their own goroutines
+	cmd  *exec.Cmd
+	exit chan struct{} // closed when cmd has exited
+}
+
+func (c *crashRig) running() (*exec.Cmd, chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cmd, c.exit
+}
+
+func newCrashRig(t *testing.T, bin string, extra map[string]string) *crashRig {
+	t.Helper()
+	sl := slackfake.New(testBotToken)
+	t.Cleanup(sl.Close)
+	oa := openaitest.NewServer(testAdminKey)
+	t.Cleanup(oa.Close)
+	b := &bot{t: t, slack: sl, openai: oa, logs: &syncBuffer{}, env: map[string]string{
+		"SLACK_BOT_TOKEN":      testBotToken,
+		"SLACK_SIGNING_SECRET": testSecret,
+		"SLACK_API_URL":        sl.APIURL(),
+		"OPENAI_ADMIN_KEY":     testAdminKey,
+		"OPENAI_BASE_URL":      oa.URL(),
+		"ROLEGATE_DB":          filepath.Join(t.TempDir(), "rolegate.db"),
+		"ROLEGATE_APPROVERS":   approverAna + "," + approverBob + "," + requester,
+		"ROLEGATE_LOG_LEVEL":   "debug",
+	}}
+	for k, v := range extra {
+		b.env[k] = v
+	}
+	c := &crashRig{bot: b, bin: bin}
+	t.Cleanup(func() {
+		if cmd, _ := c.running(); cmd != nil {
+			c.kill()
+			c.waitExit()
+		}
+		logs := c.logs.String()
+		if strings.Contains(logs, "DATA RACE") {
+			t.Errorf("the bot reported a data race:\n%s", logs)
+		}
+		checkNoSecrets(t, "the bot's logs", logs)
+		c.checkSlackHasNoSecrets()
+	})
+	return c
+}
+
+// start runs the binary, ROLEGATE_TEST_CRASH_AT=crashAt, and waits until it
+// is ready.
+func (c *crashRig) start(crashAt string) {
+	c.t.Helper()
+	// Port 0: the bot picks a free port and logs it, so no other test can
+	// take the port between choosing it and listening on it.
+	c.env["ROLEGATE_ADDR"] = "127.0.0.1:0"
+	logged := len(c.logs.String())
+	cmd := exec.Command(c.bin)
+	for k, v := range c.env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.Env = append(cmd.Env, "ROLEGATE_TEST_CRASH_AT="+crashAt)
+	cmd.Stdout, cmd.Stderr = c.logs, c.logs
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	exit := make(chan struct{})
+	go func() { cmd.Wait(); close(exit) }()
+	c.mu.Lock()
+	c.cmd, c.exit = cmd, exit
+	c.mu.Unlock()
+	deadline := time.Now().Add(waitTimeout)
+	c.addr = ""
+	for {
+		select {
+		case <-exit:
+			c.t.Fatalf("the bot exited while starting:\n%s", c.logs.String())
+		default:
+		}
+		if c.addr == "" {
+			c.addr = startedAddr(c.logs.String()[logged:])
+		}
+		if c.addr == "" {
+			// not listening yet
+		} else if resp, err := http.Get("http://" + c.addr + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("the bot was not ready after %s:\n%s", waitTimeout, c.logs.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// startedAddr finds the address in the "rolegate started" log line.
+func startedAddr(logs string) string {
+	for line := range strings.Lines(logs) {
+		var l struct{ Msg, Addr string }
+		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "rolegate started" {
+			return l.Addr
+		}
+	}
+	return ""
+}
+
+// kill SIGKILLs the running process and returns once it is gone, so a
+// fake's hook that calls it answers only a dead client. Safe from any
+// goroutine.
+func (c *crashRig) kill() {
+	cmd, exit := c.running()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	select {
+	case <-exit:
+	case <-time.After(waitTimeout):
+	}
+}
+
+// waitExit waits until the process is gone and checks that SIGKILL ended
+// it, whoever sent it (the rig, or the bot's own crash hook): not a clean
+// exit, not a panic.
+func (c *crashRig) waitExit() {
+	c.t.Helper()
+	cmd, exit := c.running()
+	select {
+	case <-exit:
+	case <-time.After(waitTimeout):
+		c.t.Fatal("the bot did not exit")
+	}
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		c.t.Fatalf("the bot ended with %v, want killed by SIGKILL\n%s", cmd.ProcessState, c.logs.String())
+	}
+	c.kills.Add(1)
+	c.mu.Lock()
+	c.cmd = nil
+	c.mu.Unlock()
+}
+
+// stop asks the process to stop (SIGTERM) and waits for a clean exit.
+func (c *crashRig) stop() {
+	c.t.Helper()
+	cmd, exit := c.running()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		c.t.Fatal(err)
+	}
+	select {
+	case <-exit:
+	case <-time.After(waitTimeout):
+		c.t.Fatal("the bot did not stop on SIGTERM")
+	}
+	if !cmd.ProcessState.Success() {
+		c.t.Errorf("the bot stopped with %v", cmd.ProcessState)
+	}
+	c.mu.Lock()
+	c.cmd = nil
+	c.mu.Unlock()
+}
+
+func (c *crashRig) openStore() *approvals.Store {
+	c.t.Helper()
+	s, err := approvals.Open(c.env["ROLEGATE_DB"])
+	if err != nil {
+		c.t.Fatalf("reopen after the kill: %v", err)
+	}
+	return s
+}
+
+// checkDB opens the file the dead process left, runs bbolt's consistency
+// check, and hands the store to inspect.
+func (c *crashRig) checkDB(inspect func(*approvals.Store)) {
+	c.t.Helper()
+	s := c.openStore()
+	defer s.Close()
+	if err := s.Check(); err != nil {
+		c.t.Fatalf("database inconsistent after kill %d: %v", c.kills.Load(), err)
+	}
+	if inspect != nil {
+		inspect(s)
+	}
+}
+
+// send posts a signed body and tolerates a process that dies meanwhile.
+func (c *crashRig) send(path, body string) (int, string, error) {
+	req, err := http.NewRequest(http.MethodPost, "http://"+c.addr+path, strings.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-Slack-Request-Timestamp", ts)
+	req.Header.Set("X-Slack-Signature", slackapp.Sign(testSecret, ts, []byte(body)))
+	client := &http.Client{Timeout: waitTimeout}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(raw), err
+}
+
+// sendClick clicks a button of request id without needing its message: the
+// bot reads only the value, the user and the channel.
+func (c *crashRig) sendClick(user, actionID string, id uint64) (int, string, error) {
+	cb := clickPayload(user, testChannel, actionID, strconv.FormatUint(id, 10), "1700000000.000100", "")
+	return c.send("/slack/interactions", interactionBody(c.t, cb))
+}
+
+// finish waits for every request in want to settle in its wanted state with
+// nothing left in the outbox, stops the bot cleanly, checks the file, and
+// checks what OpenAI and Slack saw. It returns the requests as stored.
+func (c *crashRig) finish(want map[uint64]approvals.State) map[uint64]approvals.Request {
+	c.t.Helper()
+	c.waitFor("every request to settle and the outbox to empty", func() bool {
+		s, cleanup, err := approvals.OpenSnapshot(c.env["ROLEGATE_DB"])
+		if err != nil {
+			return false
+		}
+		defer cleanup()
+		for id := range want {
+			r, err := s.Get(context.Background(), id)
+			if err != nil || !r.State.Final() {
+				return false
+			}
+		}
+		n, err := s.PendingJobs(context.Background())
+		return err == nil && n == 0
+	})
+	c.stop()
+	got := map[uint64]approvals.Request{}
+	c.checkDB(func(s *approvals.Store) {
+		rs, err := s.List(context.Background(), approvals.ListOptions{})
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		for _, r := range rs {
+			got[r.ID] = r
+		}
+		if n, _ := s.PendingJobs(context.Background()); n != 0 {
+			c.t.Errorf("%d jobs left in the outbox", n)
+		}
+	})
+	if len(got) != len(want) {
+		c.t.Errorf("%d requests stored, want %d", len(got), len(want))
+	}
+	posts := map[approvals.Target][]openaitest.Recorded{}
+	for _, rec := range openaiCalls(c.openai, openaitest.OpAssign) {
+		tg := targetOfPath(rec.Path)
+		posts[tg] = append(posts[tg], rec)
+	}
+	for id, st := range want {
+		r := got[id]
+		if r.State != st {
+			c.t.Errorf("request #%d is %s, want %s", id, r.State, st)
+			continue
+		}
+		effective := 0
+		for _, p := range posts[approvals.Target{ProjectID: r.ProjectID, GroupID: r.GroupID}] {
+			if p.Status == http.StatusOK {
+				effective++
+			}
+		}
+		held := false
+		for _, role := range c.openai.Assignments(r.ProjectID, r.GroupID) {
+			held = held || role == r.RoleID
+		}
+		switch st {
+		case approvals.StateApplied:
+			if effective != 1 || !held || r.Assignment == nil {
+				c.t.Errorf("request #%d: %d effective POSTs, role held %v; want exactly one assignment", id, effective, held)
+			}
+		default:
+			if effective != 0 || held {
+				c.t.Errorf("request #%d is %s but OpenAI saw %d effective POSTs", id, st, effective)
+			}
+		}
+	}
+	c.wantMessagesShowState(got)
+	return got
+}
+
+// targetOfPath reads project and group from /v1/projects/{p}/groups/{g}/roles.
+func targetOfPath(path string) approvals.Target {
+	segs := strings.Split(strings.TrimPrefix(path, "/v1/"), "/")
+	if len(segs) < 4 {
+		return approvals.Target{}
+	}
+	return approvals.Target{ProjectID: segs[1], GroupID: segs[3]}
+}
+
+// wantMessagesShowState checks that every request's approval message (the
+// one its ts points to) shows its final state, with the result in its
+// thread when it was applied, posted after the message's last update.
+func (c *crashRig) wantMessagesShowState(rs map[uint64]approvals.Request) {
+	c.t.Helper()
+	for id, r := range rs {
+		m, ok := c.slack.Message(testChannel, r.MessageTS)
+		if !ok {
+			c.t.Errorf("request #%d: no approval message (ts %q)", id, r.MessageTS)
+			continue
+		}
+		text := m.VisibleText()
+		wantText := map[approvals.State]string{approvals.StateApplied: "*Role ", approvals.StateDenied: "*Denied*"}[r.State]
+		if hasButtons(m) || !strings.Contains(text, wantText) {
+			c.t.Errorf("request #%d (%s): approval message does not show it:\n%s", id, r.State, text)
+		}
+		if r.State != approvals.StateApplied {
+			continue
+		}
+		var result *slackfake.Message
+		for _, reply := range c.slack.Messages(testChannel) {
+			if reply.ThreadTS == r.MessageTS {
+				result = &reply
+			}
+		}
+		switch {
+		case result == nil:
+			c.t.Errorf("request #%d: no result posted", id)
+		case result.History[0].At.Before(m.History[len(m.History)-1].At):
+			c.t.Errorf("request #%d: result posted before the approval message showed the outcome", id)
+		}
+	}
+}
+
+// wantMessagesOnce checks that request id has exactly one approval message
+// and at most one result: the crash points above are placed so no message
+// can be sent twice.
+func (c *crashRig) wantMessagesOnce(id uint64) {
+	c.t.Helper()
+	approval, result := c.messageCounts(map[uint64]approvals.Request{id: c.stored(id)})
+	if approval != 0 || result != 0 {
+		c.t.Errorf("request #%d: %d repeated approval messages, %d repeated results", id, approval, result)
+	}
+}
+
+// messageCounts counts messages sent more than once: approval messages
+// beyond the first per request, results beyond the first per request.
+func (c *crashRig) messageCounts(rs map[uint64]approvals.Request) (approval, result int) {
+	msgs := c.slack.Messages(testChannel)
+	for id, r := range rs {
+		header := fmt.Sprintf("\nRole assignment request #%d\n", id)
+		for _, m := range msgs {
+			switch {
+			case m.ThreadTS == "" && strings.Contains(m.VisibleText(), header) && m.TS != r.MessageTS:
+				approval++
+			case m.ThreadTS != "" && strings.Contains(m.Text, fmt.Sprintf("Request #%d ", id)):
+				result++
+			}
+		}
+		if r.State == approvals.StateApplied || r.State == approvals.StateFailed {
+			result-- // the one expected
+		}
+	}
+	return approval, max(result, 0)
+}
+
+// buildCrashBot builds the bot with the crash hook into the test's temp
+// directory, with the race detector when the tests run with it.
+func buildCrashBot(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "rolegate")
+	args := []string{"build", "-tags", "rolegate_crashhook", "-o", bin}
+	if raceEnabled() {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command(goTool(), append(args, ".")...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return filepath.Join(runtime.GOROOT(), "bin", "go")
+}
+
+func raceEnabled() bool {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return false
+	}
+	for _, s := range info.Settings {
+		if s.Key == "-race" {
+			return s.Value == "true"
+		}
+	}
+	return false
+}

@@ -1,0 +1,370 @@
+package slackapp
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"github.com/rolegate/rolegate/internal/approvals"
+)
+
+// The interaction fuzz target drives the signed HTTP handler with arbitrary
+// payload JSON against a real bbolt store holding a fixed set of requests,
+// and checks, besides "no panic": the answer is 200 or 400, and the store
+// changes only when the payload is a valid click, judged independently of
+// the handler (see validClick), and then only as that click should change it.
+
+const (
+	fuzzSecret = "fuzz-signing-secret"
+	fuzzReq    = "UREQ"
+	fuzzAna    = "UANA"
+	fuzzBob    = "UBOB"
+)
+
+// The fixed requests, all asked by UREQ, with a quorum of 2:
+//
+//	#1 pending in C1, no approvals
+//	#2 pending in C2, no approvals
+//	#3 denied in C1
+//	#4 pending in C1, approved once by UANA
+var fuzzChannels = map[uint64]string{1: "C1", 2: "C2", 3: "C1", 4: "C1"}
+
+// fuzzApprovers may decide; UREQ is one too, to exercise self-approval.
+var fuzzApprovers = []string{fuzzAna, fuzzBob, fuzzReq}
+
+type interactionRig struct {
+	dir     string
+	n       int
+	store   *approvals.Store
+	app     *App
+	handler http.Handler
+}
+
+func newInteractionRig(tb testing.TB) *interactionRig {
+	tb.Helper()
+	// Private notices go to a local stand-in for Slack that accepts them,
+	// so no payload's response_url is ever called.
+	slackAPI := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"ok":true,"message_ts":"1700000000.000900"}`)
+	}))
+	tb.Cleanup(slackAPI.Close)
+	r := &interactionRig{dir: memDir(tb)}
+	r.app = &App{
+		Slack:  slack.New("xoxb-fuzz", slack.OptionAPIURL(slackAPI.URL+"/")),
+		Logger: slog.New(slog.DiscardHandler),
+	}
+	r.handler = r.app.Handler(fuzzSecret, time.Now)
+	r.reset(tb)
+	tb.Cleanup(func() { r.app.Wait(); r.store.Close() })
+	return r
+}
+
+// memDir is a temporary directory in memory when the system has one: every
+// decision commits with an fsync, which on a disk would make fuzzing crawl.
+func memDir(tb testing.TB) string {
+	tb.Helper()
+	dir, err := os.MkdirTemp("/dev/shm", "rolegate-fuzz-")
+	if err != nil {
+		return tb.TempDir()
+	}
+	tb.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// reset replaces the store with a fresh one holding the fixed requests.
+func (r *interactionRig) reset(tb testing.TB) {
+	tb.Helper()
+	if r.store != nil {
+		r.store.Close()
+	}
+	r.n++
+	s, err := approvals.Open(filepath.Join(r.dir, fmt.Sprintf("fuzz-%d.db", r.n)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r.store = s
+	svc := &approvals.Service{
+		Store:     s,
+		Approvers: approvals.NewApprovers(fuzzApprovers, nil),
+		Policy:    approvals.Policy{Required: 2, TTL: time.Hour},
+		Now:       time.Now,
+	}
+	r.app.Service = svc
+	ctx := context.Background()
+	for id := uint64(1); id <= 4; id++ {
+		_, _, err := svc.Create(ctx, approvals.NewRequest{
+			Target: approvals.Target{ProjectID: "proj_abc", GroupID: "group_01", RoleID: "role_01"},
+			Reason: "fuzz", Requester: fuzzReq, ChannelID: fuzzChannels[id],
+		})
+		if err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if _, err := svc.Decide(ctx, 3, fuzzBob, approvals.ActionDeny, "C1"); err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := svc.Decide(ctx, 4, fuzzAna, approvals.ActionApprove, "C1"); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// snapshot is the state a click may change: each request's state, voters
+// and decider, and the audit trail and outbox lengths.
+type snapshot struct {
+	reqs   map[uint64]reqState
+	audit  int
+	outbox int
+}
+
+type reqState struct {
+	State   approvals.State
+	Voters  string
+	Decider string
+}
+
+func (r *interactionRig) snapshot(tb testing.TB) snapshot {
+	tb.Helper()
+	ctx := context.Background()
+	rs, err := r.store.List(ctx, approvals.ListOptions{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s := snapshot{reqs: map[uint64]reqState{}}
+	for _, q := range rs {
+		var voters []string
+		for _, v := range q.Approvals {
+			voters = append(voters, v.User)
+		}
+		s.reqs[q.ID] = reqState{State: q.State, Voters: strings.Join(voters, ","), Decider: q.Decider}
+		ev, err := r.store.Audit(ctx, q.ID)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		s.audit += len(ev)
+	}
+	if s.outbox, err = r.store.PendingJobs(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+// post sends payload to POST /slack/interactions, signed as Slack signs.
+func (r *interactionRig) post(payload string) int {
+	body := url.Values{"payload": {payload}}.Encode()
+	req := httptest.NewRequest(http.MethodPost, "/slack/interactions", strings.NewReader(body))
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-Slack-Request-Timestamp", ts)
+	req.Header.Set("X-Slack-Signature", Sign(fuzzSecret, ts, []byte(body)))
+	w := httptest.NewRecorder()
+	r.handler.ServeHTTP(w, req)
+	r.app.Wait()
+	return w.Code
+}
+
+// click is what a valid click asks for.
+type click struct {
+	id     uint64
+	user   string
+	action approvals.Action
+}
+
+// validClick judges payload by the shape Slack sends for a click on the
+// approval message's buttons, written from Slack's documentation rather
+// than from the handler: a block_actions payload with a user id, a channel
+// id and exactly one action, that action carrying a block_id (string), one
+// of rolegate's two action ids and a request id in decimal.
+func validClick(payload string) (click, bool) {
+	var p struct {
+		Type    string              `json:"type"`
+		User    struct{ ID string } `json:"user"`
+		Channel struct{ ID string } `json:"channel"`
+		Actions []json.RawMessage   `json:"actions"`
+	}
+	if json.Unmarshal([]byte(payload), &p) != nil || p.Type != "block_actions" || p.User.ID == "" || p.Channel.ID == "" || len(p.Actions) != 1 {
+		return click{}, false
+	}
+	var shape map[string]any
+	if json.Unmarshal(p.Actions[0], &shape) != nil {
+		return click{}, false
+	}
+	if _, ok := shape["block_id"].(string); !ok {
+		return click{}, false
+	}
+	var a struct {
+		ActionID string `json:"action_id"`
+		Value    string `json:"value"`
+	}
+	if json.Unmarshal(p.Actions[0], &a) != nil {
+		return click{}, false
+	}
+	c := click{user: p.User.ID}
+	switch a.ActionID {
+	case ActionApprove:
+		c.action = approvals.ActionApprove
+	case ActionDeny:
+		c.action = approvals.ActionDeny
+	default:
+		return click{}, false
+	}
+	id, err := strconv.ParseUint(a.Value, 10, 64)
+	if err != nil || id == 0 {
+		return click{}, false
+	}
+	c.id = id
+	if fuzzChannels[id] != p.Channel.ID {
+		return click{}, false // unknown request, or a button from another channel
+	}
+	return c, true
+}
+
+// expect returns the state after c applied to before, and whether c may
+// change anything: an eligible approver, on a pending request, not voting
+// twice, not approving their own request.
+func expect(before snapshot, c click) (snapshot, bool) {
+	q, ok := before.reqs[c.id]
+	if !ok || q.State != approvals.StatePending || !slices.Contains(fuzzApprovers, c.user) {
+		return before, false
+	}
+	voters := strings.Split(q.Voters, ",")
+	if q.Voters == "" {
+		voters = nil
+	}
+	after := snapshot{reqs: map[uint64]reqState{}, audit: before.audit + 1}
+	for k, v := range before.reqs {
+		after.reqs[k] = v
+	}
+	switch c.action {
+	case approvals.ActionApprove:
+		if c.user == fuzzReq || slices.Contains(voters, c.user) {
+			return before, false
+		}
+		q.Voters = strings.Join(append(voters, c.user), ",")
+		after.outbox = before.outbox + 1 // update the message
+		if len(voters)+1 >= 2 {
+			q.State, q.Decider = approvals.StateApproved, c.user
+			after.outbox++ // and assign
+		}
+	case approvals.ActionDeny:
+		q.State, q.Decider = approvals.StateDenied, c.user
+		after.outbox = before.outbox + 1
+	}
+	after.reqs[c.id] = q
+	return after, true
+}
+
+// check runs one payload and reports a broken invariant.
+func (r *interactionRig) check(t *testing.T, payload string) {
+	before := r.snapshot(t)
+	status := r.post(payload)
+	after := r.snapshot(t)
+	if status != http.StatusOK && status != http.StatusBadRequest {
+		t.Fatalf("answered %d to %q", status, payload)
+	}
+	changed := fmt.Sprint(after) != fmt.Sprint(before)
+	c, valid := validClick(payload)
+	want, allowed := before, false
+	if valid {
+		want, allowed = expect(before, c)
+	}
+	switch {
+	case changed && !allowed:
+		t.Fatalf("payload %q changed the store although it is not a valid click by an eligible approver on a pending request in its channel:\nbefore %+v\nafter  %+v", payload, before, after)
+	case changed && fmt.Sprint(after) != fmt.Sprint(want):
+		t.Fatalf("payload %q (%+v) changed the store wrongly:\nbefore %+v\nafter  %+v\nwant   %+v", payload, c, before, after, want)
+	}
+	if changed {
+		r.reset(t)
+	}
+}
+
+// slackClick is a block_actions payload shaped as Slack sends it for a
+// click on the approval message.
+func slackClick(user, channel, actionID, value string) string {
+	return fmt.Sprintf(`{"type":"block_actions","user":{"id":%q,"username":"u","name":"u","team_id":"T1"},"api_app_id":"A1","token":"legacy",`+
+		`"container":{"type":"message","message_ts":"1700000000.000100","channel_id":%q,"is_ephemeral":false},"trigger_id":"1.2.abc",`+
+		`"team":{"id":"T1","domain":"d"},"enterprise":null,"is_enterprise_install":false,"channel":{"id":%q,"name":"access"},`+
+		`"message":{"type":"message","ts":"1700000000.000100","text":"Request #1","user":"UBOT","bot_id":"B1"},"state":{"values":{}},`+
+		`"response_url":"https://hooks.slack.com/actions/T1/1/abc",`+
+		`"actions":[{"action_id":%q,"block_id":"rolegate_decision","text":{"type":"plain_text","text":"Approve","emoji":true},`+
+		`"value":%q,"style":"primary","type":"button","action_ts":"1700000001.000200"}]}`, user, channel, channel, actionID, value)
+}
+
+// shortClick is the part of a click payload the handler reads, so the
+// fuzzer's mutations land on what matters.
+func shortClick(user, channel, actionID, value string) string {
+	return fmt.Sprintf(`{"type":"block_actions","user":{"id":%q},"channel":{"id":%q},"actions":[{"action_id":%q,"block_id":"b","value":%q,"type":"button"}]}`,
+		user, channel, actionID, value)
+}
+
+// interactionSeeds are real shapes and near misses; the bool says whether
+// the click must change the fixed state.
+var interactionSeeds = []struct {
+	payload string
+	changes bool
+}{
+	{slackClick(fuzzAna, "C1", ActionApprove, "1"), true},
+	{shortClick(fuzzBob, "C1", ActionApprove, "4"), true}, // completes the quorum
+	{shortClick(fuzzBob, "C1", ActionDeny, "1"), true},
+	{shortClick(fuzzAna, "C2", ActionApprove, "2"), true},
+	{shortClick(fuzzAna, "C1", ActionApprove, "4"), false},  // already voted
+	{shortClick(fuzzReq, "C1", ActionApprove, "1"), false},  // own request
+	{shortClick("UEVE", "C1", ActionApprove, "1"), false},   // not an approver
+	{shortClick(fuzzAna, "C1", ActionApprove, "3"), false},  // already denied
+	{shortClick(fuzzAna, "C1", ActionApprove, "2"), false},  // request of another channel
+	{shortClick(fuzzAna, "C1", ActionApprove, "99"), false}, // no such request
+	{shortClick(fuzzAna, "C1", ActionApprove, "01x"), false},
+	{shortClick(fuzzAna, "C1", "rolegate_other", "1"), false},
+	{strings.Replace(shortClick(fuzzAna, "C1", ActionApprove, "1"), "block_actions", "view_submission", 1), false},
+	{strings.Replace(slackClick(fuzzAna, "C1", ActionApprove, "1"), `"block_id":"rolegate_decision",`, "", 1), false},
+	{strings.Replace(slackClick(fuzzAna, "C1", ActionApprove, "1"), `"actions":[`, `"actions":[{"action_id":"rolegate_approve","value":"1","name":"x","type":"button"},`, 1), false},
+	{strings.Replace(shortClick(fuzzAna, "C1", ActionApprove, "1"), `"actions":[`, `"actions":[{"action_id":"rolegate_deny","block_id":"b","value":"1","type":"button"},`, 1), false},
+	{`{"type":"block_actions","user":{"id":"UANA"},"channel":{"id":"C1"},"actions":[{"action_id":"rolegate_approve","value":"1"}]}`, false},
+	{`{"type":"block_suggestion","user":{"id":"UANA"},"channel":{"id":"C1"},"action_id":"rolegate_approve","block_id":"b","value":"1"}`, false},
+	{`{"type":"view_submission","user":{"id":"UANA"},"view":{"id":"V1","callback_id":"x","state":{"values":{}}}}`, false},
+	{`{}`, false},
+	{`null`, false},
+	{`[]`, false},
+	{``, false},
+}
+
+func TestInteractionSeeds(t *testing.T) {
+	r := newInteractionRig(t)
+	for _, s := range interactionSeeds {
+		before := r.snapshot(t)
+		r.check(t, s.payload)
+		changed := r.n > 1
+		if changed != s.changes {
+			t.Errorf("payload changed the store: %v, want %v\n%s\nbefore %+v", changed, s.changes, s.payload, before)
+		}
+		if changed {
+			r = newInteractionRig(t)
+		}
+	}
+}
+
+func FuzzInteraction(f *testing.F) {
+	for _, s := range interactionSeeds {
+		f.Add(s.payload)
+	}
+	r := newInteractionRig(f)
+	f.Fuzz(func(t *testing.T, payload string) {
+		r.check(t, payload)
+	})
+}
