@@ -192,8 +192,16 @@ func TestRestartKeepsPendingAndApprovedRequests(t *testing.T) {
 		t.Fatalf("%d POSTs for two approved requests", n)
 	}
 
-	b.restart() // finished requests are never executed again
-	time.Sleep(50 * time.Millisecond)
+	b.waitFor("the outbox to drain", func() bool { return b.outboxLen() == 0 })
+	b.restart() // finished requests are never executed again: nothing is left to run
+	if n := b.outboxLen(); n != 0 {
+		t.Fatalf("%d jobs in the outbox after a restart with only finished requests", n)
+	}
+	for _, id := range []uint64{pending, approved} {
+		if r := b.stored(id); r.State != approvals.StateApplied {
+			t.Fatalf("request %d is %s after the restart", id, r.State)
+		}
+	}
 	if n := b.openai.AssignPOSTs(); n != 2 {
 		t.Fatalf("%d POSTs after a restart with only finished requests", n)
 	}

@@ -303,7 +303,7 @@ func (b *bot) waitFor(what string, cond func() bool) {
 func (b *bot) approvalMessage(id uint64) slackfake.Message {
 	b.t.Helper()
 	var found slackfake.Message
-	header := fmt.Sprintf("Role assignment request #%d", id)
+	header := fmt.Sprintf("Role assignment request #%d\n", id) // the header block is a line of its own
 	b.waitFor("the approval message of request "+strconv.FormatUint(id, 10), func() bool {
 		for _, m := range b.slack.Messages(testChannel) {
 			if m.ThreadTS == "" && strings.Contains(m.VisibleText(), header) {
@@ -346,6 +346,21 @@ func (b *bot) stored(id uint64) approvals.Request {
 		b.t.Fatal(err)
 	}
 	return r
+}
+
+// outboxLen counts the jobs (OpenAI calls, Slack messages) not yet done.
+func (b *bot) outboxLen() int {
+	b.t.Helper()
+	s, cleanup, err := approvals.OpenSnapshot(b.env["ROLEGATE_DB"])
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer cleanup()
+	n, err := s.PendingJobs(context.Background())
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return n
 }
 
 // storedCount counts the requests in the bot's database.

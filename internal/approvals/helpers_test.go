@@ -157,7 +157,8 @@ func drainJobs(t *testing.T, s *Store, id uint64) []JobKind {
 	return nil
 }
 
-// firstJob returns request id's job that DueJobs hands out, whenever due.
+// firstJob returns request id's oldest job that DueJobs hands out, whenever
+// due, checking that DueJobs hands out at most one job per lane.
 func firstJob(t *testing.T, s *Store, id uint64) (Job, bool) {
 	t.Helper()
 	jobs, _, err := s.DueJobs(t.Context(), farFuture, nil, 1000)
@@ -166,14 +167,18 @@ func firstJob(t *testing.T, s *Store, id uint64) (Job, bool) {
 	}
 	found := false
 	var out Job
+	lanes := map[uint64]uint64{}
 	for _, j := range jobs {
 		if j.RequestID != id {
 			continue
 		}
-		if found {
-			t.Fatalf("DueJobs returned two jobs (%d and %d) of request %d", out.ID, j.ID, id)
+		if other, dup := lanes[j.Lane()]; dup {
+			t.Fatalf("DueJobs returned two jobs (%d and %d) of one lane of request %d", other, j.ID, id)
 		}
-		out, found = j, true
+		lanes[j.Lane()] = j.ID
+		if !found || j.ID < out.ID {
+			out, found = j, true
+		}
 	}
 	return out, found
 }

@@ -400,9 +400,20 @@ func (s *Store) ExpireDue(ctx context.Context, now time.Time) (expired []uint64,
 	return expired, next, err
 }
 
+// Lane is the ordering key of j: the jobs of one lane run one at a time,
+// oldest first. A request has two lanes, its Slack messages and its OpenAI
+// call, so a Slack outage does not hold up the assignment (the result
+// message is only queued once the call is done, so it still comes after).
+func (j Job) Lane() uint64 {
+	if j.Kind == JobAssign {
+		return j.RequestID<<1 | 1
+	}
+	return j.RequestID << 1
+}
+
 // DueJobs returns up to limit jobs that may run at now, oldest first and at
-// most one per request: a request's later jobs wait for its earlier ones, and
-// requests in busy are skipped entirely. next is the earliest NotBefore of a
+// most one per lane (see Job.Lane): a lane's later jobs wait for its earlier
+// ones, and lanes in busy are skipped entirely. next is the earliest NotBefore of a
 // job that is not yet due (zero if none) among the jobs scanned: the scan
 // stops once limit jobs are found, so a backlog costs the worker only the
 // jobs it takes (it scans again when one of them finishes), not the whole
@@ -416,10 +427,10 @@ func (s *Store) DueJobs(ctx context.Context, now time.Time, busy map[uint64]bool
 			if err != nil {
 				return err
 			}
-			if seen[j.RequestID] || busy[j.RequestID] {
+			if seen[j.Lane()] || busy[j.Lane()] {
 				continue
 			}
-			seen[j.RequestID] = true
+			seen[j.Lane()] = true
 			if j.NotBefore.After(now) {
 				if next.IsZero() || j.NotBefore.Before(next) {
 					next = j.NotBefore

@@ -721,12 +721,19 @@ func TestDueJobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(jobs) != 2 || jobs[0].RequestID != a.ID || jobs[0].Kind != JobPostApproval || jobs[1].RequestID != b.ID || !next.IsZero() {
-		t.Fatalf("DueJobs = %+v next %v, want one post_approval per request, oldest first", jobs, next)
+	// One job per lane, oldest first: each request's first message, and
+	// a's OpenAI call beside its messages (a's update waits for its post).
+	if len(jobs) != 3 || jobs[0].RequestID != a.ID || jobs[0].Kind != JobPostApproval || jobs[1].RequestID != b.ID ||
+		jobs[2].RequestID != a.ID || jobs[2].Kind != JobAssign || !next.IsZero() {
+		t.Fatalf("DueJobs = %+v next %v, want one job per lane, oldest first", jobs, next)
 	}
-	// A busy request is skipped entirely; the limit is honoured.
-	if jobs, _, _ := s.DueJobs(t.Context(), t0, map[uint64]bool{a.ID: true}, 10); len(jobs) != 1 || jobs[0].RequestID != b.ID {
+	// Busy lanes are skipped entirely; the limit is honoured.
+	busyA := map[uint64]bool{Job{RequestID: a.ID}.Lane(): true, Job{RequestID: a.ID, Kind: JobAssign}.Lane(): true}
+	if jobs, _, _ := s.DueJobs(t.Context(), t0, busyA, 10); len(jobs) != 1 || jobs[0].RequestID != b.ID {
 		t.Errorf("DueJobs with request %d busy = %+v", a.ID, jobs)
+	}
+	if jobs, _, _ := s.DueJobs(t.Context(), t0, map[uint64]bool{Job{RequestID: a.ID}.Lane(): true}, 10); len(jobs) != 2 || jobs[1].Kind != JobAssign {
+		t.Errorf("DueJobs with request %d's messages busy = %+v, want its OpenAI call still handed out", a.ID, jobs)
 	}
 	if jobs, _, _ := s.DueJobs(t.Context(), t0, nil, 1); len(jobs) != 1 || jobs[0].RequestID != a.ID {
 		t.Errorf("DueJobs limit 1 = %+v", jobs)
@@ -739,11 +746,11 @@ func TestDueJobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	jobs, next, _ = s.DueJobs(t.Context(), t0, nil, 10)
-	if len(jobs) != 1 || jobs[0].RequestID != b.ID || !next.Equal(t0.Add(time.Minute)) {
+	if len(jobs) != 2 || jobs[0].RequestID != b.ID || jobs[1].Kind != JobAssign || !next.Equal(t0.Add(time.Minute)) {
 		t.Errorf("DueJobs with request %d waiting = %+v next %v", a.ID, jobs, next)
 	}
 	jobs, _, _ = s.DueJobs(t.Context(), t0.Add(time.Minute), nil, 10)
-	if len(jobs) != 2 || jobs[0].ID != j.ID || jobs[0].Attempts != 1 || jobs[0].LastError != "ratelimited" {
+	if len(jobs) != 3 || jobs[0].ID != j.ID || jobs[0].Attempts != 1 || jobs[0].LastError != "ratelimited" {
 		t.Errorf("DueJobs after the wait = %+v, want the retried job with its attempt recorded", jobs)
 	}
 	// RetryJob of a completed job does not bring it back.

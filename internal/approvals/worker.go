@@ -61,7 +61,7 @@ func (nopObserver) Grant(string, int)        {}
 func (nopObserver) Delivery(JobKind, string) {}
 
 // Worker carries out the outbox: it assigns roles for approved requests and
-// delivers messages, in order per request, driven only by what is stored, so
+// delivers messages, each in order per request (see Job.Lane), driven only by what is stored, so
 // a restart picks up exactly where the last process stopped. It also expires
 // pending requests.
 type Worker struct {
@@ -192,14 +192,14 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 			for _, j := range jobs {
 				mu.Lock()
-				busy[j.RequestID] = true
+				busy[j.Lane()] = true
 				mu.Unlock()
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
 					w.runJob(ctx, j)
 					mu.Lock()
-					delete(busy, j.RequestID)
+					delete(busy, j.Lane())
 					mu.Unlock()
 					select {
 					case done <- struct{}{}:

@@ -3,6 +3,8 @@ package slackapp
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -119,6 +121,15 @@ func (s *SocketRunner) handle(ctx context.Context, evt socketmode.Event) {
 	}
 	start := time.Now()
 	req := *evt.Request
+	defer func() {
+		// net/http recovers a handler's panic for HTTP mode; do the same
+		// here, or one bad envelope (redelivered by Slack) would kill the
+		// process over and over. The envelope is acked so it is not resent.
+		if p := recover(); p != nil {
+			s.App.log().Error("Handling a Socket Mode envelope panicked", "envelope_id", req.EnvelopeID, "type", string(evt.Type), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			s.ack(req, nil)
+		}
+	}()
 	if !s.first(req.EnvelopeID) {
 		s.ack(req, nil)
 		return
