@@ -417,19 +417,7 @@ func newCrashRig(t *testing.T, bin string, extra map[string]string) *crashRig {
 	t.Cleanup(sl.Close)
 	oa := openaitest.NewServer(testAdminKey)
 	t.Cleanup(oa.Close)
-	b := &bot{t: t, slack: sl, openai: oa, logs: &syncBuffer{}, env: map[string]string{
-		"SLACK_BOT_TOKEN":      testBotToken,
-		"SLACK_SIGNING_SECRET": testSecret,
-		"SLACK_API_URL":        sl.APIURL(),
-		"OPENAI_ADMIN_KEY":     testAdminKey,
-		"OPENAI_BASE_URL":      oa.URL(),
-		"ROLEGATE_DB":          filepath.Join(t.TempDir(), "rolegate.db"),
-		"ROLEGATE_APPROVERS":   approverAna + "," + approverBob + "," + requester,
-		"ROLEGATE_LOG_LEVEL":   "debug",
-	}}
-	for k, v := range extra {
-		b.env[k] = v
-	}
+	b := &bot{t: t, slack: sl, openai: oa, logs: &syncBuffer{}, env: testEnv(t, sl, oa, extra)}
 	c := &crashRig{bot: b, bin: bin}
 	t.Cleanup(func() {
 		if cmd, _ := c.running(); cmd != nil {

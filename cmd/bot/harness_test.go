@@ -83,20 +83,7 @@ func newBot(t *testing.T, extra map[string]string) *bot {
 	if tok := extra["SLACK_APP_TOKEN"]; tok != "" {
 		sl.SetAppToken(tok)
 	}
-	b := &bot{t: t, slack: sl, openai: oa, logs: &syncBuffer{}}
-	b.env = map[string]string{
-		"SLACK_BOT_TOKEN":      testBotToken,
-		"SLACK_SIGNING_SECRET": testSecret,
-		"SLACK_API_URL":        sl.APIURL(),
-		"OPENAI_ADMIN_KEY":     testAdminKey,
-		"OPENAI_BASE_URL":      oa.URL(),
-		"ROLEGATE_DB":          filepath.Join(t.TempDir(), "rolegate.db"),
-		"ROLEGATE_APPROVERS":   approverAna + "," + approverBob + "," + requester,
-		"ROLEGATE_LOG_LEVEL":   "debug",
-	}
-	for k, v := range extra {
-		b.env[k] = v
-	}
+	b := &bot{t: t, slack: sl, openai: oa, logs: &syncBuffer{}, env: testEnv(t, sl, oa, extra)}
 	b.start()
 	t.Cleanup(func() {
 		b.stop()
@@ -108,6 +95,26 @@ func newBot(t *testing.T, extra map[string]string) *bot {
 		b.checkSlackHasNoSecrets()
 	})
 	return b
+}
+
+// testEnv is the environment the tests run the bot with, against the fakes,
+// with extra's overrides.
+func testEnv(t *testing.T, sl *slackfake.Server, oa *openaitest.Server, extra map[string]string) map[string]string {
+	t.Helper()
+	env := map[string]string{
+		"SLACK_BOT_TOKEN":      testBotToken,
+		"SLACK_SIGNING_SECRET": testSecret,
+		"SLACK_API_URL":        sl.APIURL(),
+		"OPENAI_ADMIN_KEY":     testAdminKey,
+		"OPENAI_BASE_URL":      oa.URL(),
+		"ROLEGATE_DB":          filepath.Join(t.TempDir(), "rolegate.db"),
+		"ROLEGATE_APPROVERS":   approverAna + "," + approverBob + "," + requester,
+		"ROLEGATE_LOG_LEVEL":   "debug",
+	}
+	for k, v := range extra {
+		env[k] = v
+	}
+	return env
 }
 
 func freeAddr(t *testing.T) string {
