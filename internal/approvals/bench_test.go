@@ -1,0 +1,229 @@
+package approvals_test
+
+// Benchmarks of the store's hot operations, on a real file with durable
+// commits (bbolt fsyncs every commit). Run with
+//
+//	go test -run '^$' -bench . -benchmem ./internal/approvals/
+//
+// The figures are measurements, never assertions. Every write is a bbolt
+// commit: a benchmark run one at a time measures the commit latency (for
+// batched methods, bbolt's batch delay included), a parallel one the
+// throughput the batching reaches.
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rolegate/rolegate/internal/approvals"
+)
+
+// benchHistory is the finished history of the listing benchmarks.
+const benchHistory = 100_000
+
+func benchStore(b *testing.B) *approvals.Store {
+	b.Helper()
+	s, err := approvals.Open(filepath.Join(b.TempDir(), "bench.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s
+}
+
+var benchTrigger atomic.Int64
+
+func benchRequest() approvals.NewRequest {
+	n := benchTrigger.Add(1)
+	return approvals.NewRequest{
+		Target:      approvals.Target{ProjectID: "proj_abc", GroupID: "group_01", RoleID: "role_01"},
+		Reason:      "need key rotation for incident 42",
+		Requester:   "U0REQ",
+		TeamID:      "T0TEAM",
+		ChannelID:   "C0CHAN",
+		ResponseURL: "https://hooks.slack.com/commands/T0TEAM/1/abc",
+		TriggerID:   fmt.Sprintf("%d.%d.benchtrigger", n, n),
+	}
+}
+
+// benchPending creates n pending requests, 100 at a time, and returns their
+// ids.
+func benchPending(b *testing.B, s *approvals.Store, n int) []uint64 {
+	b.Helper()
+	ids := make([]uint64, n)
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	next := atomic.Int64{}
+	for range min(100, n) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				r, _, err := s.Create(context.Background(), benchRequest(), time.Now(), 24*time.Hour, 1)
+				if err != nil {
+					failed.Store(err)
+					return
+				}
+				ids[i] = r.ID
+			}
+		})
+	}
+	wg.Wait()
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatal(err)
+	}
+	return ids
+}
+
+// BenchmarkStoreCreate stores new requests: one caller at a time (each
+// waits for its own commit, bbolt's batch delay included), and 100 callers
+// at once (commits shared, as under a burst of slash commands).
+func BenchmarkStoreCreate(b *testing.B) {
+	b.Run("serial", func(b *testing.B) {
+		s := benchStore(b)
+		ctx := context.Background()
+		for b.Loop() {
+			if _, _, err := s.Create(ctx, benchRequest(), time.Now(), 24*time.Hour, 1); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("parallel100", func(b *testing.B) {
+		s := benchStore(b)
+		ctx := context.Background()
+		b.SetParallelism(max(1, 100/runtime.GOMAXPROCS(0)))
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, _, err := s.Create(ctx, benchRequest(), time.Now(), 24*time.Hour, 1); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}
+
+// BenchmarkStoreDecide approves pending requests (the compare-and-set
+// transaction of a click): one at a time, and 100 clicks at once.
+func BenchmarkStoreDecide(b *testing.B) {
+	b.Run("serial", func(b *testing.B) {
+		s := benchStore(b)
+		ids := benchPending(b, s, b.N)
+		ctx := context.Background()
+		b.ResetTimer()
+		for i := range b.N {
+			if _, err := s.Decide(ctx, ids[i], "U0ANA", approvals.ActionApprove, "C0CHAN", true, time.Now()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("parallel100", func(b *testing.B) {
+		s := benchStore(b)
+		ids := benchPending(b, s, b.N)
+		ctx := context.Background()
+		var next atomic.Int64
+		b.SetParallelism(max(1, 100/runtime.GOMAXPROCS(0)))
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				id := ids[next.Add(1)-1]
+				if _, err := s.Decide(ctx, id, "U0ANA", approvals.ActionApprove, "C0CHAN", true, time.Now()); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}
+
+// benchWithHistory is a store holding benchHistory finished requests and
+// pending more pending ones.
+func benchWithHistory(b *testing.B, pending int) *approvals.Store {
+	b.Helper()
+	s := benchStore(b)
+	if _, _, err := s.SeedFinished(context.Background(), benchHistory, time.Now()); err != nil {
+		b.Fatal(err)
+	}
+	benchPending(b, s, pending)
+	return s
+}
+
+// BenchmarkStoreListPending lists the pending requests (10) of a store
+// holding 100,000 finished ones: the open index keeps it independent of the
+// history.
+func BenchmarkStoreListPending(b *testing.B) {
+	s := benchWithHistory(b, 10)
+	ctx := context.Background()
+	for b.Loop() {
+		rs, err := s.List(ctx, approvals.ListOptions{State: approvals.StatePending})
+		if err != nil || len(rs) != 10 {
+			b.Fatalf("List = %d requests, %v", len(rs), err)
+		}
+	}
+}
+
+// BenchmarkStoreCountOpen counts open requests (each /metrics scrape does)
+// in a store holding 100,000 finished ones.
+func BenchmarkStoreCountOpen(b *testing.B) {
+	s := benchWithHistory(b, 10)
+	ctx := context.Background()
+	for b.Loop() {
+		if p, _, err := s.CountOpen(ctx); err != nil || p != 10 {
+			b.Fatalf("CountOpen = %d, %v", p, err)
+		}
+	}
+}
+
+// BenchmarkStoreDueJobs takes the next job while the outbox holds a backlog
+// of 10,000 (a burst of commands not yet posted): what the worker does each
+// time a job finishes.
+func BenchmarkStoreDueJobs(b *testing.B) {
+	s := benchStore(b)
+	benchPending(b, s, 10_000)
+	ctx := context.Background()
+	busy := map[uint64]bool{}
+	for b.Loop() {
+		jobs, _, err := s.DueJobs(ctx, time.Now(), busy, 1)
+		if err != nil || len(jobs) != 1 {
+			b.Fatalf("DueJobs = %d jobs, %v", len(jobs), err)
+		}
+	}
+}
+
+// BenchmarkStoreOpen opens a file holding 100,000 finished requests, as the
+// bot does at start-up.
+func BenchmarkStoreOpen(b *testing.B) {
+	s := benchWithHistory(b, 0)
+	path := s.Path()
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		s, err := approvals.Open(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.Close()
+	}
+}
+
+// BenchmarkSeedFinished writes finished history in bulk, 10,000 requests
+// (one commit) per iteration; ns/request is the cost of one.
+func BenchmarkSeedFinished(b *testing.B) {
+	s := benchStore(b)
+	const per = 10_000
+	for b.Loop() {
+		if _, _, err := s.SeedFinished(context.Background(), per, time.Now()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*per), "ns/request")
+}
