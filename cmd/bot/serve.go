@@ -139,9 +139,13 @@ func serve(ctx context.Context, cfg *Config, stderr io.Writer) error {
 }
 
 func slackClient(cfg *Config) *slack.Client {
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	// The worker delivers several messages at once, and clicks send notices:
+	// keep those connections instead of reopening them past 2 per host.
+	transport.MaxIdleConnsPerHost = 16
 	opts := []slack.Option{
 		slack.OptionAPIURL(cfg.SlackAPIURL),
-		slack.OptionHTTPClient(&http.Client{Timeout: 15 * time.Second}),
+		slack.OptionHTTPClient(&http.Client{Timeout: 15 * time.Second, Transport: transport}),
 	}
 	if cfg.SocketMode() {
 		opts = append(opts, slack.OptionAppLevelToken(cfg.SlackAppToken))

@@ -116,7 +116,11 @@ func New(cfg Config) *Client {
 		// http.DefaultClient changes how we talk to OpenAI.
 		hc = &http.Client{}
 		if t, ok := http.DefaultTransport.(*http.Transport); ok {
-			hc.Transport = t.Clone()
+			t = t.Clone()
+			// The worker calls OpenAI from several jobs at once; the default
+			// of 2 idle connections per host reopened (and re-handshook) the rest.
+			t.MaxIdleConnsPerHost = 16
+			hc.Transport = t
 		}
 	}
 	admin := sdk.NewAdminService(

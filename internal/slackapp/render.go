@@ -237,20 +237,21 @@ func permissionBlocks(perms []string, room int) []slack.Block {
 		return []slack.Block{section("*Permissions*\n(none)")}
 	}
 	var blocks []slack.Block
-	cur := fmt.Sprintf("*Permissions* (%d)\n", len(perms))
+	var cur strings.Builder
+	fmt.Fprintf(&cur, "*Permissions* (%d)\n", len(perms))
 	for i, p := range perms {
 		line := "• " + code(p) + "\n"
-		if len(cur)+len(line) > maxSectionText-40 {
+		if cur.Len()+len(line) > maxSectionText-40 {
 			if len(blocks) == room-1 {
-				cur += fmt.Sprintf("…and %d more", len(perms)-i)
+				fmt.Fprintf(&cur, "…and %d more", len(perms)-i)
 				break
 			}
-			blocks = append(blocks, section(cur))
-			cur = ""
+			blocks = append(blocks, section(cur.String()))
+			cur.Reset()
 		}
-		cur += line
+		cur.WriteString(line)
 	}
-	return append(blocks, section(cur))
+	return append(blocks, section(cur.String()))
 }
 
 // ResultText is the notification text of the result message.
