@@ -207,20 +207,11 @@ func (b *bot) post(path, body string, at time.Time) *http.Response {
 // commandForm is a slash command exactly as Slack posts it.
 func (b *bot) commandForm(user, channel, text string) url.Values {
 	n := b.seq.Add(1)
-	return url.Values{
-		"token":        {"legacy-verification-token"},
-		"team_id":      {slackfake.TeamID},
-		"team_domain":  {"rolegate-test"},
-		"channel_id":   {channel},
-		"channel_name": {"access-requests"},
-		"user_id":      {user},
-		"user_name":    {strings.ToLower(user)},
-		"command":      {"/assign-role"},
-		"text":         {text},
-		"api_app_id":   {slackfake.AppID},
-		"response_url": {b.slack.NewResponseURLFor(channel, user, "")},
-		"trigger_id":   {fmt.Sprintf("%d.%d.trigger%d", 1000+n, 2000+n, n)},
-	}
+	return slackfake.CommandForm(slackfake.Command{
+		Channel: channel, User: user, Text: text,
+		ResponseURL: b.slack.NewResponseURLFor(channel, user, ""),
+		TriggerID:   fmt.Sprintf("%d.%d.trigger%d", 1000+n, 2000+n, n),
+	})
 }
 
 // command runs a slash command and returns Slack's view of the answer.
@@ -259,20 +250,10 @@ func (b *bot) request(user, text string) uint64 {
 // clickPayload is a block_actions payload as Slack sends it for a button on
 // the approval message.
 func clickPayload(user, channel, actionID, value, messageTS, responseURL string) *slack.InteractionCallback {
-	return &slack.InteractionCallback{
-		Type:        slack.InteractionTypeBlockActions,
-		Team:        slack.Team{ID: slackfake.TeamID},
-		User:        slack.User{ID: user, Name: strings.ToLower(user)},
-		Channel:     slack.Channel{GroupConversation: slack.GroupConversation{Conversation: slack.Conversation{ID: channel}}},
-		APIAppID:    slackfake.AppID,
-		Container:   slack.Container{Type: "message", MessageTs: messageTS, ChannelID: channel},
-		Message:     slack.Message{Msg: slack.Msg{Timestamp: messageTS}},
-		ResponseURL: responseURL,
-		TriggerID:   "13345224609.738474920.8088930838d88f008e0",
-		ActionCallback: slack.ActionCallbacks{BlockActions: []*slack.BlockAction{{
-			ActionID: actionID, BlockID: "rolegate_decision", Value: value, Type: "button", ActionTs: "1700000000.000001",
-		}}},
-	}
+	return slackfake.ClickPayload(slackfake.Click{
+		User: user, Channel: channel, ActionID: actionID, BlockID: "rolegate_decision",
+		Value: value, MessageTS: messageTS, ResponseURL: responseURL,
+	})
 }
 
 func interactionBody(t *testing.T, cb *slack.InteractionCallback) string {

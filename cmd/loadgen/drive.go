@@ -16,8 +16,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/slack-go/slack"
-
 	"github.com/rolegate/rolegate/internal/slackapp"
 	"github.com/rolegate/rolegate/internal/slackapp/slackfake"
 )
@@ -49,43 +47,25 @@ type signer struct {
 	seq         atomic.Int64
 }
 
-// command is a slash command form as Slack posts it (the fields and order of
-// cmd/bot's end-to-end harness).
+// command is a slash command form as Slack posts it.
 func (s *signer) command(user, text string) string {
 	n := s.seq.Add(1)
-	return url.Values{
-		"token":        {"legacy-verification-token"},
-		"team_id":      {slackfake.TeamID},
-		"team_domain":  {"rolegate-load"},
-		"channel_id":   {loadChannel},
-		"channel_name": {"access-requests"},
-		"user_id":      {user},
-		"user_name":    {strings.ToLower(user)},
-		"command":      {"/assign-role"},
-		"text":         {text},
-		"api_app_id":   {slackfake.AppID},
-		"response_url": {s.responseURL(loadChannel, user, "")},
-		"trigger_id":   {fmt.Sprintf("%d.%d.loadtrigger%d", 1000+n, 2000+n, n)},
-	}.Encode()
+	return slackfake.CommandForm(slackfake.Command{
+		Channel: loadChannel, User: user, Text: text, TeamDomain: "rolegate-load",
+		ResponseURL: s.responseURL(loadChannel, user, ""),
+		TriggerID:   fmt.Sprintf("%d.%d.loadtrigger%d", 1000+n, 2000+n, n),
+	}).Encode()
 }
 
 // click is a block_actions payload for a button on the approval message
-// messageTS, form-encoded as Slack posts it (as cmd/bot's harness builds it).
+// messageTS, form-encoded as Slack posts it.
 func (s *signer) click(user, actionID string, id uint64, messageTS string) (string, error) {
-	cb := &slack.InteractionCallback{
-		Type:        slack.InteractionTypeBlockActions,
-		Team:        slack.Team{ID: slackfake.TeamID},
-		User:        slack.User{ID: user, Name: strings.ToLower(user)},
-		Channel:     slack.Channel{GroupConversation: slack.GroupConversation{Conversation: slack.Conversation{ID: loadChannel}}},
-		APIAppID:    slackfake.AppID,
-		Container:   slack.Container{Type: "message", MessageTs: messageTS, ChannelID: loadChannel},
-		Message:     slack.Message{Msg: slack.Msg{Timestamp: messageTS}},
+	cb := slackfake.ClickPayload(slackfake.Click{
+		User: user, Channel: loadChannel, ActionID: actionID, BlockID: "rolegate_decision",
+		Value: strconv.FormatUint(id, 10), MessageTS: messageTS,
 		ResponseURL: s.responseURL(loadChannel, user, messageTS),
 		TriggerID:   fmt.Sprintf("13345224609.738474920.load%d", s.seq.Add(1)),
-		ActionCallback: slack.ActionCallbacks{BlockActions: []*slack.BlockAction{{
-			ActionID: actionID, BlockID: "rolegate_decision", Value: strconv.FormatUint(id, 10), Type: "button", ActionTs: "1700000000.000001",
-		}}},
-	}
+	})
 	raw, err := json.Marshal(cb)
 	if err != nil {
 		return "", err
