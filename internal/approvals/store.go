@@ -44,7 +44,8 @@ type Job struct {
 var (
 	bucketRequests = []byte("requests") // id → request
 	bucketOpen     = []byte("open")     // id → expires_at (pending and approved requests only)
-	bucketOutbox   = []byte("outbox")   // seq → job
+	bucketOutbox   = []byte("outbox")   // seq → job (Slack messages)
+	bucketCalls    = []byte("calls")    // seq → assign job; seq shared with outbox
 	bucketAudit    = []byte("audit")    // seq → event
 	bucketAuditIdx = []byte("audit_by_request")
 	bucketTriggers = []byte("triggers") // trigger_id → request id + created_at
@@ -77,7 +78,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	if err := db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketRequests, bucketOpen, bucketOutbox, bucketAudit, bucketAuditIdx, bucketTriggers} {
+		for _, b := range [][]byte{bucketRequests, bucketOpen, bucketOutbox, bucketCalls, bucketAudit, bucketAuditIdx, bucketTriggers} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -411,33 +412,44 @@ func (j Job) Lane() uint64 {
 	return j.RequestID << 1
 }
 
-// DueJobs returns up to limit jobs that may run at now, oldest first and at
-// most one per lane (see Job.Lane): a lane's later jobs wait for its earlier
-// ones, and lanes in busy are skipped entirely. next is the earliest NotBefore of a
-// job that is not yet due (zero if none) among the jobs scanned: the scan
-// stops once limit jobs are found, so a backlog costs the worker only the
-// jobs it takes (it scans again when one of them finishes), not the whole
-// outbox every time.
+// jobBucket is where jobs of kind wait: OpenAI calls in a queue of their
+// own, so that they never wait behind a backlog of Slack messages.
+func jobBucket(tx *bolt.Tx, kind JobKind) *bolt.Bucket {
+	if kind == JobAssign {
+		return tx.Bucket(bucketCalls)
+	}
+	return tx.Bucket(bucketOutbox)
+}
+
+// DueJobs returns up to limit jobs that may run at now: OpenAI calls first,
+// then Slack messages, each oldest first and at most one per lane (see
+// Job.Lane): a lane's later jobs wait for its earlier ones, and lanes in busy
+// are skipped entirely. next is the earliest NotBefore of a job that is not
+// yet due (zero if none) among the jobs scanned: the scan stops once limit
+// jobs are found, so a backlog costs the worker only the jobs it takes (it
+// scans again when one of them finishes), not the whole outbox every time.
 func (s *Store) DueJobs(ctx context.Context, now time.Time, busy map[uint64]bool, limit int) (jobs []Job, next time.Time, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
 		seen := make(map[uint64]bool)
-		c := tx.Bucket(bucketOutbox).Cursor()
-		for k, v := c.First(); k != nil && len(jobs) < limit; k, v = c.Next() {
-			j, err := unmarshalJob(v)
-			if err != nil {
-				return err
-			}
-			if seen[j.Lane()] || busy[j.Lane()] {
-				continue
-			}
-			seen[j.Lane()] = true
-			if j.NotBefore.After(now) {
-				if next.IsZero() || j.NotBefore.Before(next) {
-					next = j.NotBefore
+		for _, bucket := range [][]byte{bucketCalls, bucketOutbox} {
+			c := tx.Bucket(bucket).Cursor()
+			for k, v := c.First(); k != nil && len(jobs) < limit; k, v = c.Next() {
+				j, err := unmarshalJob(v)
+				if err != nil {
+					return err
 				}
-				continue
+				if seen[j.Lane()] || busy[j.Lane()] {
+					continue
+				}
+				seen[j.Lane()] = true
+				if j.NotBefore.After(now) {
+					if next.IsZero() || j.NotBefore.Before(next) {
+						next = j.NotBefore
+					}
+					continue
+				}
+				jobs = append(jobs, j)
 			}
-			jobs = append(jobs, j)
 		}
 		return nil
 	})
@@ -447,7 +459,7 @@ func (s *Store) DueJobs(ctx context.Context, now time.Time, busy map[uint64]bool
 // PendingJobs returns how many jobs the outbox holds.
 func (s *Store) PendingJobs(ctx context.Context) (n int, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
-		n = tx.Bucket(bucketOutbox).Stats().KeyN
+		n = tx.Bucket(bucketOutbox).Stats().KeyN + tx.Bucket(bucketCalls).Stats().KeyN
 		return nil
 	})
 	return n, err
@@ -456,16 +468,14 @@ func (s *Store) PendingJobs(ctx context.Context) (n int, err error) {
 // CompleteJob removes a delivered job from the outbox. Like every write the
 // Worker makes, its commit is batched with concurrent writers'.
 func (s *Store) CompleteJob(ctx context.Context, jobID uint64) error {
-	return s.commits.update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketOutbox).Delete(itob(jobID))
-	})
+	return s.commits.update(func(tx *bolt.Tx) error { return deleteJob(tx, jobID) })
 }
 
 // RetryJob stores j (with its attempt count, error and NotBefore updated by
 // the caller) back into the outbox, unless it was completed meanwhile.
 func (s *Store) RetryJob(ctx context.Context, j Job) error {
 	return s.commits.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketOutbox)
+		b := jobBucket(tx, j.Kind)
 		if b.Get(itob(j.ID)) == nil {
 			return nil
 		}
@@ -514,7 +524,7 @@ func (s *Store) finishJob(jobID, id uint64, now time.Time, change func(*Request)
 	var queued bool
 	err := s.commits.update(func(tx *bolt.Tx) error {
 		out, queued = Request{}, false // this function may run more than once
-		if err := tx.Bucket(bucketOutbox).Delete(itob(jobID)); err != nil {
+		if err := deleteJob(tx, jobID); err != nil {
 			return err
 		}
 		r, err := getRequest(tx, id)
@@ -609,7 +619,7 @@ func record(tx *bolt.Tx, r *Request, tr transition, now time.Time) error {
 	}
 	outbox := tx.Bucket(bucketOutbox)
 	for _, kind := range tr.jobs {
-		seq, err := outbox.NextSequence()
+		seq, err := outbox.NextSequence() // one sequence for both queues: job ids are unique
 		if err != nil {
 			return err
 		}
@@ -617,11 +627,19 @@ func record(tx *bolt.Tx, r *Request, tr transition, now time.Time) error {
 		if err != nil {
 			return err
 		}
-		if err := outbox.Put(itob(seq), v); err != nil {
+		if err := jobBucket(tx, kind).Put(itob(seq), v); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// deleteJob removes job id from whichever queue holds it.
+func deleteJob(tx *bolt.Tx, id uint64) error {
+	if err := tx.Bucket(bucketOutbox).Delete(itob(id)); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketCalls).Delete(itob(id))
 }
 
 // Ping reports whether the file is open and readable.

@@ -721,36 +721,37 @@ func TestDueJobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// One job per lane, oldest first: each request's first message, and
-	// a's OpenAI call beside its messages (a's update waits for its post).
-	if len(jobs) != 3 || jobs[0].RequestID != a.ID || jobs[0].Kind != JobPostApproval || jobs[1].RequestID != b.ID ||
-		jobs[2].RequestID != a.ID || jobs[2].Kind != JobAssign || !next.IsZero() {
-		t.Fatalf("DueJobs = %+v next %v, want one job per lane, oldest first", jobs, next)
+	// OpenAI calls first, then one message per request, oldest first; a's
+	// update waits for its post.
+	if len(jobs) != 3 || jobs[0].RequestID != a.ID || jobs[0].Kind != JobAssign ||
+		jobs[1].RequestID != a.ID || jobs[1].Kind != JobPostApproval || jobs[2].RequestID != b.ID || !next.IsZero() {
+		t.Fatalf("DueJobs = %+v next %v, want a's call, then one message per request, oldest first", jobs, next)
 	}
 	// Busy lanes are skipped entirely; the limit is honoured.
-	busyA := map[uint64]bool{Job{RequestID: a.ID}.Lane(): true, Job{RequestID: a.ID, Kind: JobAssign}.Lane(): true}
-	if jobs, _, _ := s.DueJobs(t.Context(), t0, busyA, 10); len(jobs) != 1 || jobs[0].RequestID != b.ID {
+	callA := Job{RequestID: a.ID, Kind: JobAssign}.Lane()
+	messagesA := Job{RequestID: a.ID}.Lane()
+	if jobs, _, _ := s.DueJobs(t.Context(), t0, map[uint64]bool{callA: true, messagesA: true}, 10); len(jobs) != 1 || jobs[0].RequestID != b.ID {
 		t.Errorf("DueJobs with request %d busy = %+v", a.ID, jobs)
 	}
-	if jobs, _, _ := s.DueJobs(t.Context(), t0, map[uint64]bool{Job{RequestID: a.ID}.Lane(): true}, 10); len(jobs) != 2 || jobs[1].Kind != JobAssign {
+	if jobs, _, _ := s.DueJobs(t.Context(), t0, map[uint64]bool{messagesA: true}, 10); len(jobs) != 2 || jobs[0].Kind != JobAssign || jobs[1].RequestID != b.ID {
 		t.Errorf("DueJobs with request %d's messages busy = %+v, want its OpenAI call still handed out", a.ID, jobs)
 	}
-	if jobs, _, _ := s.DueJobs(t.Context(), t0, nil, 1); len(jobs) != 1 || jobs[0].RequestID != a.ID {
-		t.Errorf("DueJobs limit 1 = %+v", jobs)
+	if jobs, _, _ := s.DueJobs(t.Context(), t0, nil, 1); len(jobs) != 1 || jobs[0].Kind != JobAssign {
+		t.Errorf("DueJobs limit 1 = %+v, want the OpenAI call before any message", jobs)
 	}
-	// A job waiting for a retry holds back its request's later jobs, not
-	// other requests.
-	j := jobs[0]
+	// A job waiting for a retry holds back its lane's later jobs, not other
+	// lanes or requests.
+	j := jobs[1]
 	j.Attempts, j.NotBefore, j.LastError = 1, t0.Add(time.Minute), "ratelimited"
 	if err := s.RetryJob(t.Context(), j); err != nil {
 		t.Fatal(err)
 	}
 	jobs, next, _ = s.DueJobs(t.Context(), t0, nil, 10)
-	if len(jobs) != 2 || jobs[0].RequestID != b.ID || jobs[1].Kind != JobAssign || !next.Equal(t0.Add(time.Minute)) {
-		t.Errorf("DueJobs with request %d waiting = %+v next %v", a.ID, jobs, next)
+	if len(jobs) != 2 || jobs[0].Kind != JobAssign || jobs[1].RequestID != b.ID || !next.Equal(t0.Add(time.Minute)) {
+		t.Errorf("DueJobs with request %d's post waiting = %+v next %v", a.ID, jobs, next)
 	}
 	jobs, _, _ = s.DueJobs(t.Context(), t0.Add(time.Minute), nil, 10)
-	if len(jobs) != 3 || jobs[0].ID != j.ID || jobs[0].Attempts != 1 || jobs[0].LastError != "ratelimited" {
+	if len(jobs) != 3 || jobs[1].ID != j.ID || jobs[1].Attempts != 1 || jobs[1].LastError != "ratelimited" {
 		t.Errorf("DueJobs after the wait = %+v, want the retried job with its attempt recorded", jobs)
 	}
 	// RetryJob of a completed job does not bring it back.
