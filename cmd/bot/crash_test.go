@@ -80,7 +80,7 @@ func TestCrashRecovery(t *testing.T) {
 		c := newCrashRig(t, bin, nil)
 		c.start("")
 		id := c.request(requester, defaultTarget+" crash after the decision")
-		c.approvalMessage(id)
+		c.approvalPosted(id)
 		// The worker checks the role list right before POSTing: die there.
 		var once sync.Once
 		c.openai.OnServed(func(rec openaitest.Recorded) {
@@ -113,7 +113,7 @@ func TestCrashRecovery(t *testing.T) {
 		c := newCrashRig(t, bin, nil)
 		c.start("")
 		id := c.request(requester, defaultTarget+" crash after the POST")
-		c.approvalMessage(id)
+		c.approvalPosted(id)
 		// OpenAI assigns the role; the bot dies before reading the answer.
 		var once sync.Once
 		c.openai.OnServed(func(rec openaitest.Recorded) {
@@ -142,7 +142,7 @@ func TestCrashRecovery(t *testing.T) {
 		c := newCrashRig(t, bin, nil)
 		c.start("")
 		id := c.request(requester, defaultTarget+" crash after the result")
-		c.approvalMessage(id)
+		c.approvalPosted(id)
 		// The first chat.update after the POST is the one reporting the
 		// result: die as it arrives, and Slack does not carry it out.
 		var once sync.Once
@@ -744,6 +744,16 @@ func (c *crashRig) messageCounts(rs map[uint64]approvals.Request) (approval, res
 		}
 	}
 	return approval, max(result, 0)
+}
+
+// approvalPosted waits until request id's approval message is in the
+// channel and its ts is stored: a kill before that commit would post the
+// message again on restart (Slack messages are at least once), which is not
+// what the precise kills test.
+func (c *crashRig) approvalPosted(id uint64) {
+	c.t.Helper()
+	c.approvalMessage(id)
+	c.waitFor("the approval message's ts to be stored", func() bool { return c.stored(id).MessageTS != "" })
 }
 
 // buildCrashBot builds the bot with the crash hook into the test's temp
