@@ -90,10 +90,11 @@ func TestSocketModeFlow(t *testing.T) {
 	}
 }
 
-func TestSocketModeRedeliveryIsHandledOnce(t *testing.T) {
+func TestSocketModeRepeatedCommandIsStoredOnce(t *testing.T) {
 	b := newSocketBot(t)
 	form := b.commandForm(requester, testChannel, defaultTarget+" sent twice")
-	// Slack may deliver an envelope again (retry_attempt 1) when it missed the ack.
+	// The same command (same trigger_id) arriving in two envelopes, as after
+	// a redelivery on a new connection, makes one request.
 	for range 2 {
 		payload := map[string]string{}
 		for k := range form {

@@ -133,6 +133,10 @@ type Service struct {
 	Approvers *Approvers
 	Policy    Policy
 	Now       func() time.Time
+	// LookupTimeout bounds the user-group lookup a decision may need
+	// (default 2s): it runs before Slack gets its ack, which Slack wants
+	// within 3 seconds.
+	LookupTimeout time.Duration
 }
 
 // Create validates and stores a new pending request. created is false when
@@ -147,7 +151,13 @@ func (s *Service) Create(ctx context.Context, n NewRequest) (r Request, created 
 func (s *Service) Decide(ctx context.Context, id uint64, actor string, action Action, channelID string) (Request, error) {
 	eligible := false
 	if action == ActionApprove || action == ActionDeny {
-		ok, err := s.Approvers.Allows(ctx, actor)
+		timeout := s.LookupTimeout
+		if timeout <= 0 {
+			timeout = 2 * time.Second
+		}
+		lctx, cancel := context.WithTimeout(ctx, timeout)
+		ok, err := s.Approvers.Allows(lctx, actor)
+		cancel()
 		if err != nil {
 			return Request{}, fmt.Errorf("check approver: %w", err)
 		}

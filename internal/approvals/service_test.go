@@ -15,9 +15,14 @@ type fakeDirectory struct {
 	members map[string][]string
 	err     error
 	calls   int
+	hang    bool
 }
 
 func (d *fakeDirectory) GroupMembers(ctx context.Context, groupID string) ([]string, error) {
+	if d.hang {
+		<-ctx.Done() // Slack not answering
+		return nil, ctx.Err()
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.calls++
@@ -234,5 +239,19 @@ func TestServiceDecideCachesLookups(t *testing.T) {
 	}
 	if n := dir.lookups(); n != 1 {
 		t.Errorf("two decisions looked the group up %d times, want 1", n)
+	}
+}
+
+func TestServiceDecideBoundsTheLookup(t *testing.T) {
+	t.Parallel()
+	svc := newService(t, &fakeDirectory{hang: true}, "SOPS")
+	svc.LookupTimeout = 10 * time.Millisecond
+	r := mustCreate(t, svc.Store, newRequest(), 1)
+	_, err := svc.Decide(t.Context(), r.ID, "UGRP", ActionApprove, r.ChannelID)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Decide with Slack not answering = %v, want the lookup's deadline", err)
+	}
+	if got := mustGet(t, svc.Store, r.ID); got.State != StatePending || len(got.Approvals) != 0 {
+		t.Fatalf("a failed lookup changed the request: %+v", got)
 	}
 }
