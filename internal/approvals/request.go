@@ -2,11 +2,8 @@ package approvals
 
 import (
 	"fmt"
-	"regexp"
 	"slices"
-	"strings"
 	"time"
-	"unicode/utf8"
 )
 
 // State is where a request is in its life.
@@ -51,10 +48,6 @@ const (
 // (expiry, assignment results).
 const SystemActor = "rolegate"
 
-// MaxReasonLen bounds the reason, in characters, so every rendering of a
-// request stays inside Slack's block limits.
-const MaxReasonLen = 1000
-
 // Vote is one approver's approval.
 type Vote struct {
 	User string
@@ -98,20 +91,11 @@ type NewRequest struct {
 	TriggerID string
 }
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
-
-// ValidID reports whether s can be used as a project, group or role id: only
-// letters, digits, '_' and '-', so no id can change an API path.
-func ValidID(s string) bool { return idPattern.MatchString(s) }
-
 // Validate checks a target's ids, naming the first bad one.
 func (t Target) Validate() error {
 	for _, f := range []struct{ name, v string }{{"project_id", t.ProjectID}, {"group_id", t.GroupID}, {"role_id", t.RoleID}} {
-		if f.v == "" {
-			return fmt.Errorf("%w: %s is missing", ErrInvalid, f.name)
-		}
-		if !ValidID(f.v) {
-			return fmt.Errorf("%w: %s may contain only letters, digits, '_' and '-' (at most 128)", ErrInvalid, f.name)
+		if err := CheckID(f.name, f.v); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -122,14 +106,10 @@ func (n NewRequest) Validate() error {
 	if err := n.Target.Validate(); err != nil {
 		return err
 	}
-	reason := strings.TrimSpace(n.Reason)
+	if _, err := CleanReason(n.Reason); err != nil {
+		return err
+	}
 	switch {
-	case reason == "":
-		return fmt.Errorf("%w: a reason is required", ErrInvalid)
-	case utf8.RuneCountInString(reason) > MaxReasonLen:
-		return fmt.Errorf("%w: the reason is %d characters; at most %d", ErrInvalid, utf8.RuneCountInString(reason), MaxReasonLen)
-	case !utf8.ValidString(reason):
-		return fmt.Errorf("%w: the reason is not valid UTF-8", ErrInvalid)
 	case n.Requester == "":
 		return fmt.Errorf("%w: requester is missing", ErrInvalid)
 	case n.ChannelID == "":

@@ -64,7 +64,7 @@ func TestNewRequestValidate(t *testing.T) {
 		{"encoded slash in target", func(n *NewRequest) { n.RoleID = "a%2Fb" }, "role_id"},
 		{"empty reason", func(n *NewRequest) { n.Reason = "" }, "reason is required"},
 		{"whitespace reason", func(n *NewRequest) { n.Reason = " \t\n " }, "reason is required"},
-		{"reason too long", func(n *NewRequest) { n.Reason = strings.Repeat("x", MaxReasonLen+1) }, "at most 1000"},
+		{"reason too long", func(n *NewRequest) { n.Reason = strings.Repeat("x", MaxReasonLen+1) }, "keep it to 1000"},
 		{"reason invalid utf-8", func(n *NewRequest) { n.Reason = "bad \xff byte" }, "UTF-8"},
 		{"no requester", func(n *NewRequest) { n.Requester = "" }, "requester"},
 		{"no channel", func(n *NewRequest) { n.ChannelID = "" }, "channel"},
