@@ -9,28 +9,27 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
-
-	"github.com/rolegate/rolegate/internal/approvals"
 )
 
 // Config is rolegate's whole configuration, read from the environment.
 type Config struct {
-	SlackBotToken      string        `env:"SLACK_BOT_TOKEN,required,notEmpty"`
-	SlackAppToken      string        `env:"SLACK_APP_TOKEN"`
-	SlackSigningSecret string        `env:"SLACK_SIGNING_SECRET"`
-	SlackAPIURL        string        `env:"SLACK_API_URL" envDefault:"https://slack.com/api/"`
-	OpenAIAdminKey     string        `env:"OPENAI_ADMIN_KEY,required,notEmpty"`
-	OpenAIBaseURL      string        `env:"OPENAI_BASE_URL" envDefault:"https://api.openai.com/v1"`
-	DB                 string        `env:"ROLEGATE_DB" envDefault:"rolegate.db"`
-	Addr               string        `env:"ROLEGATE_ADDR" envDefault:":8080"`
-	Approvers          string        `env:"ROLEGATE_APPROVERS,required,notEmpty"`
-	ApprovalsRequired  int           `env:"ROLEGATE_APPROVALS_REQUIRED" envDefault:"1"`
-	RequestTTL         time.Duration `env:"ROLEGATE_REQUEST_TTL" envDefault:"24h"`
-	LogFormat          string        `env:"ROLEGATE_LOG_FORMAT" envDefault:"json"`
-	LogLevel           string        `env:"ROLEGATE_LOG_LEVEL" envDefault:"info"`
-	OpenAIMaxAttempts  int           `env:"ROLEGATE_OPENAI_MAX_ATTEMPTS" envDefault:"5"`
-	OpenAIDeadline     time.Duration `env:"ROLEGATE_OPENAI_DEADLINE" envDefault:"10m"`
-	OpenAITimeout      time.Duration `env:"ROLEGATE_OPENAI_TIMEOUT" envDefault:"15s"`
+	SlackBotToken       string        `env:"SLACK_BOT_TOKEN,required,notEmpty"`
+	SlackAppToken       string        `env:"SLACK_APP_TOKEN"`
+	SlackSigningSecret  string        `env:"SLACK_SIGNING_SECRET"`
+	SlackAPIURL         string        `env:"SLACK_API_URL" envDefault:"https://slack.com/api/"`
+	OpenAIAdminKey      string        `env:"OPENAI_ADMIN_KEY,required,notEmpty"`
+	OpenAIBaseURL       string        `env:"OPENAI_BASE_URL" envDefault:"https://api.openai.com/v1"`
+	DB                  string        `env:"ROLEGATE_DB" envDefault:"rolegate.db"`
+	Addr                string        `env:"ROLEGATE_ADDR" envDefault:":8080"`
+	Approvers           string        `env:"ROLEGATE_APPROVERS,required,notEmpty"`
+	ApprovalsRequired   int           `env:"ROLEGATE_APPROVALS_REQUIRED" envDefault:"1"`
+	RequestTTL          time.Duration `env:"ROLEGATE_REQUEST_TTL" envDefault:"24h"`
+	LogFormat           string        `env:"ROLEGATE_LOG_FORMAT" envDefault:"json"`
+	LogLevel            string        `env:"ROLEGATE_LOG_LEVEL" envDefault:"info"`
+	OpenAIMaxAttempts   int           `env:"ROLEGATE_OPENAI_MAX_ATTEMPTS" envDefault:"5"`
+	OpenAIDeadline      time.Duration `env:"ROLEGATE_OPENAI_DEADLINE" envDefault:"10m"`
+	OpenAITimeout       time.Duration `env:"ROLEGATE_OPENAI_TIMEOUT" envDefault:"15s"`
+	MaxOpenPerRequester int           `env:"ROLEGATE_MAX_OPEN_PER_REQUESTER" envDefault:"5"`
 
 	approvers []string
 }
@@ -77,7 +76,7 @@ func loadConfig(getenv func(string) string) (*Config, error) {
 		cfg.SlackAPIURL += "/"
 	}
 	cfg.OpenAIBaseURL = strings.TrimRight(cfg.OpenAIBaseURL, "/")
-	if cfg.approvers, err = approvals.ParseApprovers(cfg.Approvers); err != nil {
+	if cfg.approvers, err = parseApprovers(cfg.Approvers); err != nil {
 		bad("ROLEGATE_APPROVERS", "%v", err)
 	}
 	if cfg.ApprovalsRequired < 1 || cfg.ApprovalsRequired > 20 {

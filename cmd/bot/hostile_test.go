@@ -379,7 +379,7 @@ func (b *bot) waitSettledPosted(id uint64) approvals.Request {
 	var r approvals.Request
 	b.waitFor(fmt.Sprintf("request %d's approval message", id), func() bool {
 		r = b.stored(id)
-		return r.MessageTS != "" || r.State.Final()
+		return r.MessageTS != "" || r.State.Final() || r.State == approvals.StateApplied
 	})
 	return r
 }

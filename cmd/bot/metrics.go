@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -18,6 +20,8 @@ type metrics struct {
 	openai      *prometheus.CounterVec
 	deliveries  *prometheus.CounterVec
 	slackErrors *prometheus.CounterVec
+	storeErrors *prometheus.CounterVec
+	quarantined *prometheus.CounterVec
 	ack         *prometheus.HistogramVec
 }
 
@@ -26,7 +30,7 @@ var (
 	_ approvals.Observer = (*metrics)(nil)
 )
 
-func newMetrics(reg *prometheus.Registry, store *approvals.Store) *metrics {
+func newMetrics(reg *prometheus.Registry, store approvals.Store, log *slog.Logger) *metrics {
 	m := &metrics{
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rolegate_commands_total", Help: "Slash commands by outcome (created, duplicate, help, invalid, cancelled, cancel_refused, error).",
@@ -43,30 +47,44 @@ func newMetrics(reg *prometheus.Registry, store *approvals.Store) *metrics {
 		slackErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rolegate_slack_api_errors_total", Help: "Slack Web API errors by method and error code.",
 		}, []string{"method", "code"}),
+		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rolegate_store_errors_total", Help: "Store operations that failed and are retried with back-off, by operation.",
+		}, []string{"op"}),
+		quarantined: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rolegate_quarantined_total", Help: "Stored records that could not be read and were moved aside, by kind.",
+		}, []string{"kind"}),
 		ack: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "rolegate_ack_seconds", Help: "Time to answer Slack, by kind (command, interaction).",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"kind"}),
 	}
+	counts := func(pick func(approvals.Counts) int) func() float64 {
+		return func() (v float64) {
+			// A damaged page can make bbolt panic mid-read; a scrape must
+			// not take the bot down with it.
+			defer func() {
+				if p := recover(); p != nil {
+					log.Error("Reading the store for metrics panicked", "panic", fmt.Sprint(p))
+					v = -1
+				}
+			}()
+			c, err := store.Counts(context.Background())
+			if err != nil {
+				return -1
+			}
+			return float64(pick(c))
+		}
+	}
 	pending := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "rolegate_requests_pending", Help: "Requests waiting for a decision.",
-	}, func() float64 {
-		p, _, err := store.CountOpen(context.Background())
-		if err != nil {
-			return -1
-		}
-		return float64(p)
-	})
+	}, counts(func(c approvals.Counts) int { return c.Open[approvals.StatePending] }))
 	outbox := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "rolegate_outbox_jobs", Help: "Outgoing work (OpenAI calls, Slack messages) not yet done.",
-	}, func() float64 {
-		n, err := store.PendingJobs(context.Background())
-		if err != nil {
-			return -1
-		}
-		return float64(n)
-	})
-	reg.MustRegister(m.commands, m.decisions, m.openai, m.deliveries, m.slackErrors, m.ack, pending, outbox,
+	}, counts(func(c approvals.Counts) int { return c.Jobs }))
+	quarantine := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "rolegate_quarantine_records", Help: "Stored records moved aside because they could not be read (see bot check).",
+	}, counts(func(c approvals.Counts) int { return c.Quarantined }))
+	reg.MustRegister(m.commands, m.decisions, m.openai, m.deliveries, m.slackErrors, m.storeErrors, m.quarantined, m.ack, pending, outbox, quarantine,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -80,6 +98,8 @@ func (m *metrics) SlackError(method, code string) { m.slackErrors.WithLabelValue
 func (m *metrics) Delivery(kind approvals.JobKind, outcome string) {
 	m.deliveries.WithLabelValues(string(kind), outcome).Inc()
 }
+func (m *metrics) Store(op string)       { m.storeErrors.WithLabelValues(op).Inc() }
+func (m *metrics) Quarantine(kind string) { m.quarantined.WithLabelValues(kind).Inc() }
 func (m *metrics) Grant(outcome string, status int) {
 	m.openai.WithLabelValues(outcome, strconv.Itoa(status)).Inc()
 }

@@ -37,20 +37,22 @@ func serve(ctx context.Context, cfg *Config, stderr io.Writer) error {
 	defer store.Close()
 
 	reg := prometheus.NewRegistry()
-	metrics := newMetrics(reg, store)
+	metrics := newMetrics(reg, store, log)
 	api := slackClient(cfg)
 	granter := openai.New(openai.Config{BaseURL: cfg.OpenAIBaseURL, AdminKey: cfg.OpenAIAdminKey, Timeout: cfg.OpenAITimeout})
 	svc := &approvals.Service{
 		Store:     store,
-		Approvers: approvals.NewApprovers(cfg.approvers, slackapp.Directory{Client: api}),
+		Approvers: approvals.NewApprovers(cfg.approvers, slackapp.IsUserGroup, slackapp.Directory{Client: api}),
 		Policy:    approvals.Policy{Required: cfg.ApprovalsRequired, TTL: cfg.RequestTTL},
+		MaxOpen:   cfg.MaxOpenPerRequester,
 		Now:       time.Now,
 	}
-	app := &slackapp.App{Service: svc, Slack: api, Logger: log, Metrics: metrics}
+	responseURLs := slackapp.ResponseURLs{APIURL: cfg.SlackAPIURL}
+	app := &slackapp.App{Service: svc, Slack: api, Logger: log, Metrics: metrics, ResponseURLs: responseURLs}
 	worker := &approvals.Worker{
 		Store:       store,
 		Granter:     granter,
-		Notifier:    &slackapp.Notifier{Client: api, Metrics: metrics},
+		Notifier:    &slackapp.Notifier{Client: api, Metrics: metrics, ResponseURLs: responseURLs},
 		Logger:      log,
 		Observer:    metrics,
 		MaxAttempts: cfg.OpenAIMaxAttempts,
@@ -61,14 +63,14 @@ func serve(ctx context.Context, cfg *Config, stderr io.Writer) error {
 	var ready atomic.Bool
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		if err := store.Ping(); err != nil {
+		if err := store.Ping(r.Context()); err != nil {
 			http.Error(w, "database unavailable", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !ready.Load() || store.Ping() != nil {
+		if !ready.Load() || store.Ping(r.Context()) != nil {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}

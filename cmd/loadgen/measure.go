@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rolegate/rolegate/internal/approvals"
+	"github.com/rolegate/rolegate/internal/approvals/approvalstest"
 	"github.com/rolegate/rolegate/internal/slackapp"
 )
 
@@ -33,7 +34,7 @@ func seed(ctx context.Context, path string, n int) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	if _, _, err := s.SeedFinished(ctx, n, time.Now()); err != nil {
+	if err := s.Import(ctx, approvalstest.Finished(1, n, time.Now())); err != nil {
 		s.Close()
 		return 0, err
 	}
@@ -52,7 +53,9 @@ func botEnv(o *options, f *fakes, db string) map[string]string {
 		"OPENAI_ADMIN_KEY":     loadAdminKey,
 		"OPENAI_BASE_URL":      f.aiURL,
 		"ROLEGATE_DB":          db,
-		"ROLEGATE_APPROVERS":   approver + "," + approverTwo,
+		// One requester sends the whole burst.
+		"ROLEGATE_MAX_OPEN_PER_REQUESTER": "1000",
+		"ROLEGATE_APPROVERS":              approver + "," + approverTwo,
 	}
 	for k, v := range o.botEnv {
 		env[k] = v

@@ -7,9 +7,12 @@ import (
 	"time"
 )
 
-// schemaVersion is written into every stored value. A reader refuses a
-// version it does not know rather than misread it.
-const schemaVersion = 1
+// schemaVersion is written into every stored value. A reader accepts the
+// versions it knows (1 had no names, rule or preview) and refuses a newer
+// one rather than misread it: such a record is quarantined.
+const schemaVersion = 2
+
+func knownVersion(v int) bool { return v == 1 || v == schemaVersion }
 
 func itob(v uint64) []byte {
 	b := make([]byte, 8)
@@ -69,13 +72,36 @@ type failureRecord struct {
 	RequestID string `json:"request_id,omitempty"`
 }
 
+type askRecord struct {
+	Project string `json:"project"`
+	Group   string `json:"group"`
+	Role    string `json:"role"`
+}
+
+type projectRecord struct {
+	ID       string `json:"id"`
+	Name     string `json:"name"`
+	Archived bool   `json:"archived,omitempty"`
+}
+
+type previewRecord struct {
+	Project projectRecord `json:"project"`
+	Group   groupRecord   `json:"group"`
+	Role    roleRecord    `json:"role"`
+}
+
 type requestRecord struct {
 	V           int               `json:"v"`
 	ID          uint64            `json:"id"`
 	State       string            `json:"state"`
+	Ask         *askRecord        `json:"ask,omitempty"`
 	ProjectID   string            `json:"project_id"`
 	GroupID     string            `json:"group_id"`
 	RoleID      string            `json:"role_id"`
+	Preview     *previewRecord    `json:"preview,omitempty"`
+	Rule        string            `json:"rule,omitempty"`
+	Approvers   []string          `json:"approvers,omitempty"`
+	DenyReason  string            `json:"deny_reason,omitempty"`
 	Reason      string            `json:"reason"`
 	Requester   string            `json:"requester"`
 	TeamID      string            `json:"team_id,omitempty"`
@@ -102,17 +128,22 @@ func marshalRequest(r *Request) ([]byte, error) {
 		ResponseURL: r.ResponseURL, MessageTS: r.MessageTS,
 		CreatedAt: unixNano(r.CreatedAt), ExpiresAt: unixNano(r.ExpiresAt), Required: r.Required,
 		Decider: r.Decider, DecidedAt: unixNano(r.DecidedAt), Note: r.Note, FinishedAt: unixNano(r.FinishedAt),
+		Rule: r.Rule, Approvers: r.Approvers, DenyReason: r.DenyReason,
+	}
+	if r.Ask != AskFor(r.Target) {
+		rec.Ask = &askRecord{Project: r.Ask.Project, Group: r.Ask.Group, Role: r.Ask.Role}
+	}
+	if p := r.Preview; p != nil {
+		rec.Preview = &previewRecord{
+			Project: projectRecord{ID: p.Project.ID, Name: p.Project.Name, Archived: p.Project.Archived},
+			Group:   groupToRecord(p.Group), Role: roleToRecord(p.Role),
+		}
 	}
 	for _, v := range r.Approvals {
 		rec.Approvals = append(rec.Approvals, voteRecord{User: v.User, At: unixNano(v.At)})
 	}
 	if a := r.Assignment; a != nil {
-		rec.Assignment = &assignmentRecord{
-			Group: groupRecord{ID: a.Group.ID, Name: a.Group.Name, CreatedAt: unixNano(a.Group.CreatedAt), SCIMManaged: a.Group.SCIMManaged},
-			Role: roleRecord{ID: a.Role.ID, Name: a.Role.Name, Description: a.Role.Description, Permissions: a.Role.Permissions,
-				ResourceType: a.Role.ResourceType, Predefined: a.Role.Predefined},
-			AlreadyAssigned: a.AlreadyAssigned,
-		}
+		rec.Assignment = &assignmentRecord{Group: groupToRecord(a.Group), Role: roleToRecord(a.Role), AlreadyAssigned: a.AlreadyAssigned}
 	}
 	if f := r.Failure; f != nil {
 		rec.Failure = &failureRecord{Status: f.Status, Message: f.Message, Type: f.Type, Code: f.Code, Param: f.Param, RequestID: f.RequestID}
@@ -125,8 +156,11 @@ func unmarshalRequest(b []byte) (Request, error) {
 	if err := json.Unmarshal(b, &rec); err != nil {
 		return Request{}, fmt.Errorf("decode request: %w", err)
 	}
-	if rec.V != schemaVersion {
-		return Request{}, fmt.Errorf("decode request %d: unknown schema version %d", rec.ID, rec.V)
+	if !knownVersion(rec.V) {
+		return Request{}, fmt.Errorf("decode request %d: unknown schema version %d (written by a newer rolegate?)", rec.ID, rec.V)
+	}
+	if !State(rec.State).Valid() {
+		return Request{}, fmt.Errorf("decode request %d: unknown state %q", rec.ID, rec.State)
 	}
 	r := Request{
 		ID: rec.ID, State: State(rec.State),
@@ -135,17 +169,23 @@ func unmarshalRequest(b []byte) (Request, error) {
 		ResponseURL: rec.ResponseURL, MessageTS: rec.MessageTS,
 		CreatedAt: fromUnixNano(rec.CreatedAt), ExpiresAt: fromUnixNano(rec.ExpiresAt), Required: rec.Required,
 		Decider: rec.Decider, DecidedAt: fromUnixNano(rec.DecidedAt), Note: rec.Note, FinishedAt: fromUnixNano(rec.FinishedAt),
+		Rule: rec.Rule, Approvers: rec.Approvers, DenyReason: rec.DenyReason,
+	}
+	r.Ask = AskFor(r.Target)
+	if a := rec.Ask; a != nil {
+		r.Ask = Ask{Project: a.Project, Group: a.Group, Role: a.Role}
+	}
+	if p := rec.Preview; p != nil {
+		r.Preview = &Preview{
+			Project: Project{ID: p.Project.ID, Name: p.Project.Name, Archived: p.Project.Archived},
+			Group:   groupFromRecord(p.Group), Role: roleFromRecord(p.Role),
+		}
 	}
 	for _, v := range rec.Approvals {
 		r.Approvals = append(r.Approvals, Vote{User: v.User, At: fromUnixNano(v.At)})
 	}
 	if a := rec.Assignment; a != nil {
-		r.Assignment = &Assignment{
-			Group: Group{ID: a.Group.ID, Name: a.Group.Name, CreatedAt: fromUnixNano(a.Group.CreatedAt), SCIMManaged: a.Group.SCIMManaged},
-			Role: Role{ID: a.Role.ID, Name: a.Role.Name, Description: a.Role.Description, Permissions: a.Role.Permissions,
-				ResourceType: a.Role.ResourceType, Predefined: a.Role.Predefined},
-			AlreadyAssigned: a.AlreadyAssigned,
-		}
+		r.Assignment = &Assignment{Group: groupFromRecord(a.Group), Role: roleFromRecord(a.Role), AlreadyAssigned: a.AlreadyAssigned}
 	}
 	if f := rec.Failure; f != nil {
 		r.Failure = &Failure{Status: f.Status, Message: f.Message, Type: f.Type, Code: f.Code, Param: f.Param, RequestID: f.RequestID}
@@ -172,7 +212,7 @@ func unmarshalEvent(b []byte) (Event, error) {
 	if err := json.Unmarshal(b, &rec); err != nil {
 		return Event{}, fmt.Errorf("decode event: %w", err)
 	}
-	if rec.V != schemaVersion {
+	if !knownVersion(rec.V) {
 		return Event{}, fmt.Errorf("decode event %d: unknown schema version %d", rec.ID, rec.V)
 	}
 	return Event{ID: rec.ID, RequestID: rec.RequestID, Actor: rec.Actor, Action: Action(rec.Action), At: fromUnixNano(rec.At), Detail: rec.Detail}, nil
@@ -200,9 +240,48 @@ func unmarshalJob(b []byte) (Job, error) {
 	if err := json.Unmarshal(b, &rec); err != nil {
 		return Job{}, fmt.Errorf("decode job: %w", err)
 	}
-	if rec.V != schemaVersion {
-		return Job{}, fmt.Errorf("decode job %d: unknown schema version %d", rec.ID, rec.V)
+	if !knownVersion(rec.V) {
+		return Job{}, fmt.Errorf("decode job %d: unknown schema version %d (written by a newer rolegate?)", rec.ID, rec.V)
 	}
 	return Job{ID: rec.ID, Kind: JobKind(rec.Kind), RequestID: rec.RequestID, Attempts: rec.Attempts,
 		NotBefore: fromUnixNano(rec.NotBefore), FirstTry: fromUnixNano(rec.FirstTry), LastError: rec.LastError, Ambiguous: rec.Ambiguous}, nil
+}
+
+func groupToRecord(g Group) groupRecord {
+	return groupRecord{ID: g.ID, Name: g.Name, CreatedAt: unixNano(g.CreatedAt), SCIMManaged: g.SCIMManaged}
+}
+
+func groupFromRecord(g groupRecord) Group {
+	return Group{ID: g.ID, Name: g.Name, CreatedAt: fromUnixNano(g.CreatedAt), SCIMManaged: g.SCIMManaged}
+}
+
+func roleToRecord(r Role) roleRecord {
+	return roleRecord{ID: r.ID, Name: r.Name, Description: r.Description, Permissions: r.Permissions,
+		ResourceType: r.ResourceType, Predefined: r.Predefined}
+}
+
+func roleFromRecord(r roleRecord) Role {
+	return Role{ID: r.ID, Name: r.Name, Description: r.Description, Permissions: r.Permissions,
+		ResourceType: r.ResourceType, Predefined: r.Predefined}
+}
+
+type quarantinedRecord struct {
+	V      int    `json:"v"`
+	Kind   string `json:"kind"`
+	Key    uint64 `json:"key"`
+	Reason string `json:"reason"`
+	At     int64  `json:"at"`
+	Value  []byte `json:"value"`
+}
+
+func marshalQuarantined(q Quarantined) ([]byte, error) {
+	return json.Marshal(quarantinedRecord{V: schemaVersion, Kind: q.Kind, Key: q.Key, Reason: q.Reason, At: unixNano(q.At), Value: q.Value})
+}
+
+func unmarshalQuarantined(b []byte) (Quarantined, error) {
+	var rec quarantinedRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return Quarantined{}, fmt.Errorf("decode quarantined record: %w", err)
+	}
+	return Quarantined{Kind: rec.Kind, Key: rec.Key, Reason: rec.Reason, At: fromUnixNano(rec.At), Value: rec.Value}, nil
 }

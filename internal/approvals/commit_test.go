@@ -26,7 +26,7 @@ func TestConcurrentWritesCommitIndependently(t *testing.T) {
 	ids := make([]uint64, n)
 	for i := range ids {
 		n := benchRequest()
-		r, created, err := s.Create(t.Context(), n, now, time.Hour, 1)
+		r, created, err := s.Create(t.Context(), n, now, 0, pendingStart(now, time.Hour, 1))
 		if err != nil || !created {
 			t.Fatalf("Create = %v, %v", created, err)
 		}
@@ -39,13 +39,13 @@ func TestConcurrentWritesCommitIndependently(t *testing.T) {
 	unknown := make([]error, n)
 	for i, id := range ids {
 		wg.Go(func() {
-			_, good[i] = s.Decide(t.Context(), id, "U0ANA", approvals.ActionApprove, "C0CHAN", true, now)
+			_, good[i] = storeDecide(s, t.Context(), id, "U0ANA", approvals.ActionApprove, "C0CHAN", true, now)
 		})
 		wg.Go(func() {
-			_, wrongChannel[i] = s.Decide(t.Context(), id, "U0BOB", approvals.ActionDeny, "C0OTHER", true, now)
+			_, wrongChannel[i] = storeDecide(s, t.Context(), id, "U0BOB", approvals.ActionDeny, "C0OTHER", true, now)
 		})
 		wg.Go(func() {
-			_, unknown[i] = s.Decide(t.Context(), 1_000_000+id, "U0BOB", approvals.ActionApprove, "C0CHAN", true, now)
+			_, unknown[i] = storeDecide(s, t.Context(), 1_000_000+id, "U0BOB", approvals.ActionApprove, "C0CHAN", true, now)
 		})
 	}
 	wg.Wait()

@@ -38,3 +38,29 @@ type NotPendingError struct {
 func (e *NotPendingError) Error() string {
 	return fmt.Sprintf("request %d is already %s", e.Request.ID, e.Request.State)
 }
+
+// TooManyOpenError refuses a new request from someone who already has Limit
+// requests checking or pending.
+type TooManyOpenError struct {
+	Limit int
+	Open  []uint64 // the requester's open request ids, oldest first
+}
+
+func (e *TooManyOpenError) Error() string {
+	return fmt.Sprintf("%d requests are already open (the limit is %d)", len(e.Open), e.Limit)
+}
+
+// CorruptError means a stored record could not be decoded: a newer schema
+// version written before a rollback, or a damaged value. The Worker moves
+// such a record aside (Store.Quarantine) so everything else carries on.
+type CorruptError struct {
+	Kind string // "request" or "job"
+	Key  uint64
+	Err  error
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("stored %s %d cannot be read: %v", e.Kind, e.Key, e.Err)
+}
+
+func (e *CorruptError) Unwrap() error { return e.Err }

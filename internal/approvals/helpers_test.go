@@ -22,7 +22,7 @@ const ttl = 24 * time.Hour
 
 // openStore opens the bbolt file at path and, when the test ends, checks its
 // consistency (tx.Check) and closes it.
-func openStore(t *testing.T, path string) *Store {
+func openStore(t *testing.T, path string) *BoltStore {
 	t.Helper()
 	s, err := Open(path)
 	if err != nil {
@@ -33,14 +33,14 @@ func openStore(t *testing.T, path string) *Store {
 }
 
 // newStore opens a fresh store in the test's temporary directory.
-func newStore(t *testing.T) *Store {
+func newStore(t *testing.T) *BoltStore {
 	t.Helper()
 	return openStore(t, filepath.Join(t.TempDir(), "rolegate.db"))
 }
 
 // closeStore checks s with tx.Check and closes it. A store already closed
 // is left alone, so tests may close early and still rely on the cleanup.
-func closeStore(t *testing.T, s *Store) {
+func closeStore(t *testing.T, s *BoltStore) {
 	t.Helper()
 	if err := s.Check(); err != nil {
 		if errors.Is(err, berrors.ErrDatabaseNotOpen) {
@@ -70,14 +70,14 @@ func newRequest(mods ...func(*NewRequest)) NewRequest {
 }
 
 // mustCreate stores a new request made at t0 with the given quorum.
-func mustCreate(t *testing.T, s *Store, n NewRequest, required int) Request {
+func mustCreate(t *testing.T, s Store, n NewRequest, required int) Request {
 	t.Helper()
 	return mustCreateAt(t, s, n, t0, required)
 }
 
-func mustCreateAt(t *testing.T, s *Store, n NewRequest, now time.Time, required int) Request {
+func mustCreateAt(t *testing.T, s Store, n NewRequest, now time.Time, required int) Request {
 	t.Helper()
-	r, created, err := s.Create(t.Context(), n, now, ttl, required)
+	r, created, err := s.Create(t.Context(), n, now, 0, pendingStart(now, ttl, required))
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
@@ -87,7 +87,7 @@ func mustCreateAt(t *testing.T, s *Store, n NewRequest, now time.Time, required 
 	return r
 }
 
-func mustGet(t *testing.T, s *Store, id uint64) Request {
+func mustGet(t *testing.T, s Store, id uint64) Request {
 	t.Helper()
 	r, err := s.Get(t.Context(), id)
 	if err != nil {
@@ -96,9 +96,9 @@ func mustGet(t *testing.T, s *Store, id uint64) Request {
 	return r
 }
 
-func mustDecide(t *testing.T, s *Store, id uint64, actor string, action Action, now time.Time) Request {
+func mustDecide(t *testing.T, s Store, id uint64, actor string, action Action, now time.Time) Request {
 	t.Helper()
-	r, err := s.Decide(t.Context(), id, actor, action, "C1", true, now)
+	r, err := storeDecide(s, t.Context(), id, actor, action, "C1", true, now)
 	if err != nil {
 		t.Fatalf("Decide(%d, %s, %s): %v", id, actor, action, err)
 	}
@@ -109,7 +109,7 @@ func mustDecide(t *testing.T, s *Store, id uint64, actor string, action Action, 
 // trail relies on.
 func auditLine(e Event) string { return e.Actor + " " + string(e.Action) }
 
-func auditLines(t *testing.T, s *Store, id uint64) []string {
+func auditLines(t *testing.T, s Store, id uint64) []string {
 	t.Helper()
 	evs, err := s.Audit(t.Context(), id)
 	if err != nil {
@@ -125,9 +125,9 @@ func auditLines(t *testing.T, s *Store, id uint64) []string {
 	return out
 }
 
-func pendingJobs(t *testing.T, s *Store) int {
+func mustPendingJobs(t *testing.T, s Store) int {
 	t.Helper()
-	n, err := s.PendingJobs(t.Context())
+	n, err := pendingJobs(s, t.Context())
 	if err != nil {
 		t.Fatalf("PendingJobs: %v", err)
 	}
@@ -140,7 +140,7 @@ var farFuture = time.Date(2999, 1, 1, 0, 0, 0, 0, time.UTC)
 // drainJobs takes request id's jobs out of the outbox one by one through
 // DueJobs (which hands out only a request's first job) and returns their
 // kinds in the order they were handed out.
-func drainJobs(t *testing.T, s *Store, id uint64) []JobKind {
+func drainJobs(t *testing.T, s Store, id uint64) []JobKind {
 	t.Helper()
 	var kinds []JobKind
 	for range 100 {
@@ -159,7 +159,7 @@ func drainJobs(t *testing.T, s *Store, id uint64) []JobKind {
 
 // firstJob returns request id's oldest job that DueJobs hands out, whenever
 // due, checking that DueJobs hands out at most one job per lane.
-func firstJob(t *testing.T, s *Store, id uint64) (Job, bool) {
+func firstJob(t *testing.T, s Store, id uint64) (Job, bool) {
 	t.Helper()
 	jobs, _, err := s.DueJobs(t.Context(), farFuture, nil, 1000)
 	if err != nil {
@@ -197,7 +197,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 // waitSettled waits until request id is in a final state and the outbox is
 // empty: the worker has nothing left to do.
-func waitSettled(t *testing.T, s *Store, id uint64) Request {
+func waitSettled(t *testing.T, s Store, id uint64) Request {
 	t.Helper()
 	var r Request
 	waitFor(t, fmt.Sprintf("request %d to settle", id), func() bool {
@@ -206,7 +206,7 @@ func waitSettled(t *testing.T, s *Store, id uint64) Request {
 		if err != nil {
 			t.Fatalf("Get(%d): %v", id, err)
 		}
-		return r.State.Final() && pendingJobs(t, s) == 0
+		return (r.State.Final() || r.State == StateApplied) && mustPendingJobs(t, s) == 0
 	})
 	return r
 }
@@ -387,6 +387,8 @@ func (o *countingObserver) Grant(outcome string, _ int) {
 }
 
 func (o *countingObserver) Delivery(JobKind, string) {}
+func (o *countingObserver) Store(string)             {}
+func (o *countingObserver) Quarantine(string)        {}
 
 func (o *countingObserver) grant(outcome string) int {
 	o.mu.Lock()
@@ -420,7 +422,7 @@ func startWorker(t *testing.T, w *Worker) (stop func()) {
 }
 
 // newWorker is a Worker on s with fast retries.
-func newWorker(s *Store, g Granter, n Notifier) *Worker {
+func newWorker(s *BoltStore, g Granter, n Notifier) *Worker {
 	return &Worker{
 		Store:       s,
 		Granter:     g,
@@ -430,3 +432,57 @@ func newWorker(s *Store, g Granter, n Notifier) *Worker {
 		CallTimeout: 5 * time.Second,
 	}
 }
+
+// pendingStart is the start function of a request that goes straight to
+// pending with the given ttl and quorum, as Service.Create does without a
+// policy.
+func pendingStart(now time.Time, ttl time.Duration, required int) func(*Request) Transition {
+	return func(r *Request) Transition {
+		r.State, r.Rule, r.Approvers, r.Required = StatePending, DefaultRule, []string{"UANA", "UBEN"}, required
+		r.ExpiresAt = now.Add(ttl)
+		return Transition{Event: Event{At: now}, Jobs: []JobKind{JobPostApproval}}
+	}
+}
+
+// storeDecide applies one decision straight through the store, as
+// Service.Decide does after its approver checks.
+func storeDecide(s Store, ctx context.Context, id uint64, actor string, action Action, channel string, eligible bool, now time.Time) (Request, error) {
+	d := Decision{RequestID: id, Actor: actor, Action: action, ChannelID: channel, Eligible: eligible, At: now}
+	return s.Update(ctx, id, 0, func(r *Request) (Transition, error) { return Decide(r, d) })
+}
+
+// expireDue runs the due wakes at now, as the worker does, returning the
+// ids that expired and the next wake.
+func expireDue(s Store, ctx context.Context, now time.Time) (expired []uint64, next time.Time, err error) {
+	if err := s.Sweep(ctx, now); err != nil {
+		return nil, time.Time{}, err
+	}
+	ids, next, err := s.DueWakes(ctx, now, 1000)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	for _, id := range ids {
+		r, err := s.Update(ctx, id, 0, func(r *Request) (Transition, error) { return Tick(r, now), nil })
+		if err != nil {
+			return expired, next, err
+		}
+		if r.State == StateExpired {
+			expired = append(expired, id)
+		}
+	}
+	_, next, err = s.DueWakes(ctx, now, 1000)
+	return expired, next, err
+}
+
+func countOpen(s Store, ctx context.Context) (pending, approved int, err error) {
+	c, err := s.Counts(ctx)
+	return c.Open[StatePending], c.Open[StateApproved], err
+}
+
+func pendingJobs(s Store, ctx context.Context) (int, error) {
+	c, err := s.Counts(ctx)
+	return c.Jobs, err
+}
+
+// isGroup treats S… ids as user groups, as the Slack adapter does.
+func isGroup(id string) bool { return strings.HasPrefix(id, "S") }

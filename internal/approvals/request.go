@@ -9,32 +9,53 @@ import (
 // State is where a request is in its life.
 type State string
 
-// The states of a request. Pending and approved are open; the rest are final.
+// The states of a request, as DESIGN.md draws them:
+//
+//	checking ──checks pass──▶ pending ──quorum──▶ approved ──assigned──▶ applied ──end / revoke──▶ revoked
+//	   └──checks fail──▶ rejected    ├─deny──▶ denied        └─permanent error─▶ failed
+//	                                 ├─ttl──▶ expired
+//	                                 └─requester cancels──▶ cancelled
 const (
+	StateChecking  State = "checking"
 	StatePending   State = "pending"
 	StateApproved  State = "approved"
 	StateApplied   State = "applied"
+	StateRevoked   State = "revoked"
 	StateFailed    State = "failed"
 	StateDenied    State = "denied"
 	StateExpired   State = "expired"
 	StateCancelled State = "cancelled"
+	StateRejected  State = "rejected"
 )
 
-// States lists every state, in the order of the request's life.
-var States = []State{StatePending, StateApproved, StateApplied, StateFailed, StateDenied, StateExpired, StateCancelled}
+// States lists every state, in the order of a request's life.
+var States = []State{StateChecking, StatePending, StateApproved, StateApplied, StateRevoked,
+	StateFailed, StateDenied, StateExpired, StateCancelled, StateRejected}
 
-// Final reports whether no further transition can leave s.
-func (s State) Final() bool { return s != StatePending && s != StateApproved }
+// Open reports whether s is still on its way to a decision (checking,
+// pending) or to its assignment (approved). Open requests count against the
+// requester's limit while checking or pending (see Awaiting).
+func (s State) Open() bool { return s == StateChecking || s == StatePending || s == StateApproved }
+
+// Awaiting reports whether s is waiting on a check or on approvers: the
+// requests a person may have only so many of at once.
+func (s State) Awaiting() bool { return s == StateChecking || s == StatePending }
+
+// Final reports whether no further transition can leave s. An applied grant
+// is not final: it can still be revoked.
+func (s State) Final() bool { return !s.Open() && s != StateApplied }
 
 // Valid reports whether s is one of States.
 func (s State) Valid() bool { return slices.Contains(States, s) }
 
-// Action is what an actor does to a request.
+// Action is what an actor does to a request, as the audit trail records it.
 type Action string
 
 // The actions recorded in the audit trail.
 const (
 	ActionCreate  Action = "create"
+	ActionCheck   Action = "check"  // the checks passed: the request is pending
+	ActionReject  Action = "reject" // the checks failed
 	ActionApprove Action = "approve"
 	ActionDeny    Action = "deny"
 	ActionCancel  Action = "cancel"
@@ -42,10 +63,15 @@ const (
 	ActionApply   Action = "apply"
 	ActionFail    Action = "fail"
 	ActionPosted  Action = "posted"
+	ActionRemind  Action = "remind"
+	ActionRevoke  Action = "revoke" // a revocation was asked for, or the grant ended
+	ActionRevoked Action = "revoked"
+	ActionReview  Action = "review"
+	ActionExtend  Action = "extend"
 )
 
 // SystemActor is the actor recorded for transitions rolegate makes itself
-// (expiry, assignment results).
+// (checks, expiry, assignment results).
 const SystemActor = "rolegate"
 
 // Vote is one approver's approval.
@@ -59,27 +85,47 @@ type Vote struct {
 type Request struct {
 	ID    uint64
 	State State
+	// Ask is what the requester typed; Target is what it resolved to. A
+	// request made with ids has both from the start; one made with names
+	// gets its Target when the checks resolve it.
+	Ask Ask
 	Target
+	// Preview is what the checks found at OpenAI (names, permissions); nil
+	// until the checks pass.
+	Preview *Preview
+
 	Reason      string
 	Requester   string // Slack user id
 	TeamID      string
 	ChannelID   string
 	ResponseURL string // Slack response_url of the command, for private follow-ups
 	MessageTS   string // ts of the approval message, once posted
-	CreatedAt   time.Time
-	ExpiresAt   time.Time
-	Required    int // distinct approvals needed, fixed at creation
-	Approvals   []Vote
-	Decider     string    // who moved it out of pending; empty while pending
-	DecidedAt   time.Time // when it left pending
-	Note        string    // why it ended, when rolegate ended it
-	Assignment  *Assignment
-	Failure     *Failure
-	FinishedAt  time.Time // when it reached a final state
+
+	// Rule is the name of the policy rule the request matched; Approvers
+	// and Required are that rule's, fixed when it matched (the approvers
+	// are still checked as they are now at every click).
+	Rule      string
+	Approvers []string
+	Required  int // distinct approvals needed
+
+	CreatedAt time.Time
+	ExpiresAt time.Time // a pending request expires then
+	Approvals []Vote
+	Decider   string    // who moved it out of pending; empty while pending
+	DecidedAt time.Time // when it left pending
+	Note      string    // why it ended, when rolegate ended it or refused it
+	// DenyReason is the approver's reason for a deny.
+	DenyReason string
+	Assignment *Assignment
+	Failure    *Failure
+	FinishedAt time.Time // when it reached applied or a final state
 }
 
 // NewRequest is what a requester asks for.
 type NewRequest struct {
+	// Ask is what was typed. When Target is set instead (ids only), Ask
+	// may be left empty and is filled from it.
+	Ask Ask
 	Target
 	Reason      string
 	Requester   string
@@ -101,26 +147,55 @@ func (t Target) Validate() error {
 	return nil
 }
 
-// Validate checks a new request before it is stored.
-func (n NewRequest) Validate() error {
-	if err := n.Target.Validate(); err != nil {
-		return err
+// normalize fills Ask from Target and trims the reason, so every entry
+// point stores the same thing.
+func (n NewRequest) normalize() (NewRequest, error) {
+	if n.Ask == (Ask{}) {
+		if err := n.Target.Validate(); err != nil {
+			return n, err
+		}
+		n.Ask = AskFor(n.Target)
 	}
-	if _, err := CleanReason(n.Reason); err != nil {
-		return err
+	if err := n.Ask.Validate(); err != nil {
+		return n, err
 	}
+	if n.Target != (Target{}) {
+		if err := n.Target.Validate(); err != nil {
+			return n, err
+		}
+	}
+	reason, err := CleanReason(n.Reason)
+	if err != nil {
+		return n, err
+	}
+	n.Reason = reason
 	switch {
 	case n.Requester == "":
-		return fmt.Errorf("%w: requester is missing", ErrInvalid)
+		return n, fmt.Errorf("%w: requester is missing", ErrInvalid)
 	case n.ChannelID == "":
-		return fmt.Errorf("%w: channel is missing", ErrInvalid)
+		return n, fmt.Errorf("%w: channel is missing", ErrInvalid)
 	}
-	return nil
+	return n, nil
+}
+
+// Validate checks a new request before it is stored.
+func (n NewRequest) Validate() error {
+	_, err := n.normalize()
+	return err
 }
 
 // Approved reports whether user's approval is counted.
 func (r *Request) Approved(user string) bool {
 	return slices.ContainsFunc(r.Approvals, func(v Vote) bool { return v.User == user })
+}
+
+// NextWake is when rolegate must next look at r by itself: a pending
+// request's expiry; zero when nothing is due by time alone.
+func (r *Request) NextWake() time.Time {
+	if r.State == StatePending {
+		return r.ExpiresAt
+	}
+	return time.Time{}
 }
 
 // Event is one line of the audit trail, written in the same transaction as
@@ -132,103 +207,4 @@ type Event struct {
 	Action    Action
 	At        time.Time
 	Detail    string
-}
-
-// transition is the outcome of a pure state change: the event to record and
-// the outgoing work it causes.
-type transition struct {
-	event Event
-	jobs  []JobKind
-}
-
-// decide applies an approver's or requester's action to r at now. eligible
-// says whether actor is a configured approver. It changes r only when it
-// returns a nil error, except for expiry: a request found past its expiry is
-// moved to StateExpired and ErrExpired is returned with the transition.
-func decide(r *Request, actor string, action Action, eligible bool, now time.Time) (transition, error) {
-	if r.State != StatePending {
-		return transition{}, &NotPendingError{Request: *r}
-	}
-	if !now.Before(r.ExpiresAt) {
-		return expire(r, now), ErrExpired
-	}
-	switch action {
-	case ActionCancel:
-		if actor != r.Requester {
-			return transition{}, ErrNotRequester
-		}
-		finish(r, StateCancelled, actor, now)
-		return transition{event: Event{Actor: actor, Action: ActionCancel}, jobs: []JobKind{JobUpdateApproval}}, nil
-	case ActionApprove:
-		if actor == r.Requester {
-			return transition{}, ErrSelfApproval
-		}
-		if !eligible {
-			return transition{}, ErrNotApprover
-		}
-		if r.Approved(actor) {
-			return transition{}, ErrAlreadyVoted
-		}
-		r.Approvals = append(r.Approvals, Vote{User: actor, At: now})
-		ev := Event{Actor: actor, Action: ActionApprove, Detail: fmt.Sprintf("%d of %d", len(r.Approvals), r.Required)}
-		if len(r.Approvals) < r.Required {
-			return transition{event: ev, jobs: []JobKind{JobUpdateApproval}}, nil
-		}
-		r.State, r.Decider, r.DecidedAt = StateApproved, actor, now
-		return transition{event: ev, jobs: []JobKind{JobUpdateApproval, JobAssign}}, nil
-	case ActionDeny:
-		if !eligible {
-			return transition{}, ErrNotApprover
-		}
-		finish(r, StateDenied, actor, now)
-		return transition{event: Event{Actor: actor, Action: ActionDeny}, jobs: []JobKind{JobUpdateApproval}}, nil
-	}
-	return transition{}, fmt.Errorf("%w: unknown action %q", ErrInvalid, action)
-}
-
-func expire(r *Request, now time.Time) transition {
-	finish(r, StateExpired, SystemActor, now)
-	return transition{event: Event{Actor: SystemActor, Action: ActionExpire}, jobs: []JobKind{JobUpdateApproval}}
-}
-
-func finish(r *Request, s State, actor string, now time.Time) {
-	r.State, r.FinishedAt = s, now
-	if r.DecidedAt.IsZero() {
-		r.Decider, r.DecidedAt = actor, now
-	}
-}
-
-// applied records a successful assignment of an approved request.
-func applied(r *Request, a Assignment, now time.Time) (transition, error) {
-	if r.State != StateApproved {
-		return transition{}, &NotPendingError{Request: *r}
-	}
-	r.Assignment = &a
-	r.State, r.FinishedAt = StateApplied, now
-	detail := "assigned"
-	if a.AlreadyAssigned {
-		detail = "already assigned"
-	}
-	return transition{event: Event{Actor: SystemActor, Action: ActionApply, Detail: detail}, jobs: []JobKind{JobUpdateApproval, JobPostResult}}, nil
-}
-
-// failed records that an approved request could not be carried out.
-func failed(r *Request, f Failure, now time.Time) (transition, error) {
-	if r.State != StateApproved {
-		return transition{}, &NotPendingError{Request: *r}
-	}
-	r.Failure = &f
-	r.State, r.FinishedAt = StateFailed, now
-	return transition{event: Event{Actor: SystemActor, Action: ActionFail, Detail: f.Message}, jobs: []JobKind{JobUpdateApproval, JobPostResult}}, nil
-}
-
-// unseen ends a pending request whose approval message Slack refused for good,
-// so it does not sit pending where nobody can decide it.
-func unseen(r *Request, why string, now time.Time) (transition, error) {
-	if r.State != StatePending {
-		return transition{}, &NotPendingError{Request: *r}
-	}
-	finish(r, StateCancelled, SystemActor, now)
-	r.Note = "the approval message could not be posted: " + why
-	return transition{event: Event{Actor: SystemActor, Action: ActionCancel, Detail: r.Note}, jobs: []JobKind{JobTellRequester}}, nil
 }

@@ -2,22 +2,24 @@ package approvals
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 )
 
 // Directory resolves a Slack user group to its members. It is consulted
-// only when an approver id is a user group (S…).
+// only for approver ids that are user groups.
 type Directory interface {
 	GroupMembers(ctx context.Context, groupID string) ([]string, error)
 }
 
-// Approvers is the configured set of people allowed to decide: Slack user ids
-// (U…, W…) and user-group ids (S…). Group membership is looked up through a
-// Directory and cached for a minute.
+// Approvers is a set of people allowed to decide: user ids, and user-group
+// ids whose members are looked up through a Directory and cached for a
+// minute. Which ids are groups is the adapter's knowledge (isGroup), not
+// the domain's.
 type Approvers struct {
+	ids    []string
 	users  map[string]bool
 	groups []string
 	dir    Directory
@@ -34,41 +36,12 @@ type cachedGroup struct {
 
 const groupCacheTTL = time.Minute
 
-// ParseApprovers splits a comma-separated list of Slack user and user-group
-// ids, rejecting anything else by name.
-func ParseApprovers(s string) ([]string, error) {
-	var ids []string
-	for f := range strings.SplitSeq(s, ",") {
-		f = strings.TrimSpace(f)
-		if f == "" {
-			continue
-		}
-		if len(f) < 2 || !strings.ContainsRune("UWS", rune(f[0])) || !isUpperAlnum(f) {
-			return nil, fmt.Errorf("%q is not a Slack user id (U…, W…) or user-group id (S…)", f)
-		}
-		ids = append(ids, f)
-	}
-	if len(ids) == 0 {
-		return nil, fmt.Errorf("no approvers given")
-	}
-	return ids, nil
-}
-
-func isUpperAlnum(s string) bool {
-	for _, c := range s {
-		if !('A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
-			return false
-		}
-	}
-	return true
-}
-
-// NewApprovers builds the approver set from ids (as ParseApprovers returns
-// them). dir may be nil when no id is a user group.
-func NewApprovers(ids []string, dir Directory) *Approvers {
-	a := &Approvers{users: map[string]bool{}, dir: dir, now: time.Now, cache: map[string]cachedGroup{}}
+// NewApprovers builds the approver set from ids; isGroup says which are
+// user groups (nil: none). dir may be nil when no id is a group.
+func NewApprovers(ids []string, isGroup func(string) bool, dir Directory) *Approvers {
+	a := &Approvers{ids: ids, users: map[string]bool{}, dir: dir, now: time.Now, cache: map[string]cachedGroup{}}
 	for _, id := range ids {
-		if strings.HasPrefix(id, "S") {
+		if isGroup != nil && isGroup(id) {
 			a.groups = append(a.groups, id)
 		} else {
 			a.users[id] = true
@@ -77,22 +50,29 @@ func NewApprovers(ids []string, dir Directory) *Approvers {
 	return a
 }
 
-// Allows reports whether user may approve or deny. It fails only when a
-// user group could not be looked up and user is not listed directly.
+// IDs returns the ids the set was built from.
+func (a *Approvers) IDs() []string { return a.ids }
+
+// Allows reports whether user may approve or deny: listed directly, or a
+// member of one of the groups. A group that cannot be looked up does not
+// refuse a user another group confirms; only when no group confirms and a
+// lookup failed is that failure returned.
 func (a *Approvers) Allows(ctx context.Context, user string) (bool, error) {
 	if a.users[user] {
 		return true, nil
 	}
+	var lookupErr error
 	for _, g := range a.groups {
 		members, err := a.members(ctx, g)
 		if err != nil {
-			return false, err
+			lookupErr = errors.Join(lookupErr, err)
+			continue
 		}
 		if members[user] {
 			return true, nil
 		}
 	}
-	return false, nil
+	return false, lookupErr
 }
 
 func (a *Approvers) members(ctx context.Context, group string) (map[string]bool, error) {
@@ -125,43 +105,85 @@ type Policy struct {
 	TTL      time.Duration // pending requests expire after this
 }
 
+// DefaultRule names the one rule the environment variables form.
+const DefaultRule = "default"
+
 // Service is the domain's front door for the adapters that receive people's
-// actions: it applies the policy and the approver check, then the Store's
+// actions: it applies the policy and the approver checks, then the Store's
 // compare-and-set transition.
 type Service struct {
-	Store     *Store
+	Store     Store
 	Approvers *Approvers
 	Policy    Policy
-	Now       func() time.Time
-	// LookupTimeout bounds the user-group lookup a decision may need
-	// (default 2s): it runs before Slack gets its ack, which Slack wants
+	// MaxOpen is how many requests one person may have checking or pending
+	// at once (0: no limit).
+	MaxOpen int
+	Now     func() time.Time
+	// LookupTimeout bounds the user-group lookups a decision may need
+	// (default 2s): they run before Slack gets its ack, which Slack wants
 	// within 3 seconds.
 	LookupTimeout time.Duration
 }
 
-// Create validates and stores a new pending request. created is false when
-// the same command delivery (TriggerID) was already stored.
+// Create validates and stores a new request. created is false when the same
+// command delivery (TriggerID) was already stored. Errors: ErrInvalid,
+// *TooManyOpenError, or the store's.
 func (s *Service) Create(ctx context.Context, n NewRequest) (r Request, created bool, err error) {
-	n.Reason = strings.TrimSpace(n.Reason)
-	return s.Store.Create(ctx, n, s.Now().UTC(), s.Policy.TTL, s.Policy.Required)
+	now := s.Now().UTC()
+	return s.Store.Create(ctx, n, now, s.MaxOpen, func(r *Request) Transition {
+		r.State = StatePending
+		r.Rule, r.Approvers, r.Required = DefaultRule, s.Approvers.IDs(), s.Policy.Required
+		r.ExpiresAt = now.Add(s.Policy.TTL)
+		return Transition{Event: Event{At: now}, Jobs: []JobKind{JobPostApproval}}
+	})
 }
 
-// Decide applies actor's action (ActionApprove, ActionDeny or ActionCancel)
-// to request id, clicked in channelID. See Store.Decide for the errors.
-func (s *Service) Decide(ctx context.Context, id uint64, actor string, action Action, channelID string) (Request, error) {
-	eligible := false
-	if action == ActionApprove || action == ActionDeny {
+// approversFor returns who may decide r now: its rule's approvers as
+// configured today.
+func (s *Service) approversFor(r Request) *Approvers { return s.Approvers }
+
+// Decide applies d (its RequestID, Actor, Action, ChannelID and Reason) to
+// the request, checking the actor against the approvers as they are now,
+// and, when this approval may complete the quorum, every earlier voter
+// too. Errors: ErrNotFound, ErrWrongChannel, *NotPendingError, ErrExpired
+// (the request was expired by this call), ErrSelfApproval, ErrNotApprover,
+// ErrNotRequester, ErrAlreadyVoted, a wrapped lookup error.
+func (s *Service) Decide(ctx context.Context, d Decision) (Request, error) {
+	r, err := s.Store.Get(ctx, d.RequestID)
+	if err != nil {
+		return Request{}, err
+	}
+	if d.ChannelID != "" && d.ChannelID != r.ChannelID {
+		return Request{}, ErrWrongChannel
+	}
+	if r.State != StatePending {
+		return r, &NotPendingError{Request: r}
+	}
+	selfDeny := d.Action == ActionDeny && d.Actor == r.Requester
+	if (d.Action == ActionApprove || d.Action == ActionDeny) && !selfDeny {
 		timeout := s.LookupTimeout
 		if timeout <= 0 {
 			timeout = 2 * time.Second
 		}
 		lctx, cancel := context.WithTimeout(ctx, timeout)
-		ok, err := s.Approvers.Allows(lctx, actor)
-		cancel()
+		defer cancel()
+		approvers := s.approversFor(r)
+		ok, err := approvers.Allows(lctx, d.Actor)
 		if err != nil {
-			return Request{}, fmt.Errorf("check approver: %w", err)
+			return r, fmt.Errorf("check approver: %w", err)
 		}
-		eligible = ok
+		d.Eligible = ok
+		if ok && d.Action == ActionApprove && len(r.Approvals)+1 >= r.Required {
+			d.StillApprovers = map[string]bool{}
+			for _, v := range r.Approvals {
+				still, err := approvers.Allows(lctx, v.User)
+				if err != nil {
+					return r, fmt.Errorf("check earlier approver: %w", err)
+				}
+				d.StillApprovers[v.User] = still
+			}
+		}
 	}
-	return s.Store.Decide(ctx, id, actor, action, channelID, eligible, s.Now().UTC())
+	d.At = s.Now().UTC()
+	return s.Store.Update(ctx, d.RequestID, 0, func(r *Request) (Transition, error) { return Decide(r, d) })
 }

@@ -59,7 +59,7 @@ func TestApproversAllows(t *testing.T) {
 		{"UNOBODY", false, 2},
 		{"", false, 2},
 	}
-	a := NewApprovers([]string{"UDIRECT", "WDIRECT", "SEMPTY", "SOPS"}, dir)
+	a := NewApprovers([]string{"UDIRECT", "WDIRECT", "SEMPTY", "SOPS"}, isGroup, dir)
 	for _, tt := range tests {
 		t.Run(tt.user, func(t *testing.T) {
 			got, err := a.Allows(t.Context(), tt.user)
@@ -79,7 +79,7 @@ func TestApproversAllows(t *testing.T) {
 func TestApproversCache(t *testing.T) {
 	t.Parallel()
 	dir := &fakeDirectory{members: map[string][]string{"SOPS": {"UGRP"}}}
-	a := NewApprovers([]string{"SOPS"}, dir)
+	a := NewApprovers([]string{"SOPS"}, isGroup, dir)
 	now := t0
 	a.now = func() time.Time { return now }
 	for range 2 {
@@ -114,7 +114,7 @@ func TestApproversDirectoryErrors(t *testing.T) {
 	t.Parallel()
 	boom := errors.New("usergroups.users.list: ratelimited")
 	t.Run("lookup fails", func(t *testing.T) {
-		a := NewApprovers([]string{"UDIRECT", "SOPS"}, &fakeDirectory{err: boom})
+		a := NewApprovers([]string{"UDIRECT", "SOPS"}, isGroup, &fakeDirectory{err: boom})
 		if ok, err := a.Allows(t.Context(), "UDIRECT"); err != nil || !ok {
 			t.Errorf("a directly listed approver depends on the directory: %v, %v", ok, err)
 		}
@@ -123,14 +123,14 @@ func TestApproversDirectoryErrors(t *testing.T) {
 		}
 	})
 	t.Run("no directory", func(t *testing.T) {
-		a := NewApprovers([]string{"SOPS"}, nil)
+		a := NewApprovers([]string{"SOPS"}, isGroup, nil)
 		if ok, err := a.Allows(t.Context(), "UOTHER"); err == nil || ok {
 			t.Errorf("Allows without a directory = %v, %v; want an error", ok, err)
 		}
 	})
 	t.Run("errors are not cached", func(t *testing.T) {
 		dir := &fakeDirectory{err: boom, members: map[string][]string{"SOPS": {"UGRP"}}}
-		a := NewApprovers([]string{"SOPS"}, dir)
+		a := NewApprovers([]string{"SOPS"}, isGroup, dir)
 		if _, err := a.Allows(t.Context(), "UGRP"); err == nil {
 			t.Fatal("want an error")
 		}
@@ -145,7 +145,7 @@ func newService(t *testing.T, dir Directory, ids ...string) *Service {
 	t.Helper()
 	return &Service{
 		Store:     newStore(t),
-		Approvers: NewApprovers(ids, dir),
+		Approvers: NewApprovers(ids, isGroup, dir),
 		Policy:    Policy{Required: 1, TTL: ttl},
 		Now:       func() time.Time { return t0 },
 	}
@@ -199,7 +199,7 @@ func TestServiceDecide(t *testing.T) {
 				t.Fatal(err)
 			}
 			svc.Now = func() time.Time { return t0.Add(time.Minute) }
-			_, err = svc.Decide(t.Context(), r.ID, tt.actor, tt.action, "C1")
+			_, err = svc.Decide(t.Context(), Decision{RequestID: r.ID, Actor: tt.actor, Action: tt.action, ChannelID: "C1"})
 			if tt.wantErr == nil && err != nil || tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
 				t.Fatalf("Decide = %v, want %v", err, tt.wantErr)
 			}
@@ -214,8 +214,8 @@ func TestServiceDecide(t *testing.T) {
 			if a := auditLines(t, svc.Store, r.ID); !slices.Equal(a, wantAudit) {
 				t.Errorf("audit = %q, want %q", a, wantAudit)
 			}
-			if tt.wantState == StatePending && pendingJobs(t, svc.Store) != 1 {
-				t.Errorf("a refused decision queued work: %d jobs", pendingJobs(t, svc.Store))
+			if tt.wantState == StatePending && mustPendingJobs(t, svc.Store) != 1 {
+				t.Errorf("a refused decision queued work: %d jobs", mustPendingJobs(t, svc.Store))
 			}
 		})
 	}
@@ -230,10 +230,10 @@ func TestServiceDecideCachesLookups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := svc.Decide(t.Context(), r.ID, "UGRP", ActionApprove, "C1"); err != nil {
+	if _, err := svc.Decide(t.Context(), Decision{RequestID: r.ID, Actor: "UGRP", Action: ActionApprove, ChannelID: "C1"}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := svc.Decide(t.Context(), r.ID, "UBEN", ActionApprove, "C1")
+	got, err := svc.Decide(t.Context(), Decision{RequestID: r.ID, Actor: "UBEN", Action: ActionApprove, ChannelID: "C1"})
 	if err != nil || got.State != StateApproved {
 		t.Fatalf("second approval: %s, %v", got.State, err)
 	}
@@ -247,7 +247,7 @@ func TestServiceDecideBoundsTheLookup(t *testing.T) {
 	svc := newService(t, &fakeDirectory{hang: true}, "SOPS")
 	svc.LookupTimeout = 10 * time.Millisecond
 	r := mustCreate(t, svc.Store, newRequest(), 1)
-	_, err := svc.Decide(t.Context(), r.ID, "UGRP", ActionApprove, r.ChannelID)
+	_, err := svc.Decide(t.Context(), Decision{RequestID: r.ID, Actor: "UGRP", Action: ActionApprove, ChannelID: r.ChannelID})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Decide with Slack not answering = %v, want the lookup's deadline", err)
 	}

@@ -19,12 +19,13 @@ import (
 func TestCreate(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
-	r, created, err := s.Create(t.Context(), newRequest(), t0, ttl, 2)
+	r, created, err := s.Create(t.Context(), newRequest(), t0, 0, pendingStart(t0, ttl, 2))
 	if err != nil || !created {
 		t.Fatalf("Create = %v, created %v", err, created)
 	}
 	want := Request{
-		ID: 1, State: StatePending, Target: Target{"proj_abc", "group_01", "role_01"},
+		ID: 1, State: StatePending, Target: Target{"proj_abc", "group_01", "role_01"}, Ask: Ask{"proj_abc", "group_01", "role_01"},
+		Rule: DefaultRule, Approvers: []string{"UANA", "UBEN"},
 		Reason: "need key rotation for incident 42", Requester: "UREQ", TeamID: "T1", ChannelID: "C1",
 		ResponseURL: "https://hooks.slack.test/commands/1", CreatedAt: t0, ExpiresAt: t0.Add(ttl), Required: 2,
 	}
@@ -57,17 +58,16 @@ func TestCreateRejects(t *testing.T) {
 		{"bad project id", newRequest(func(n *NewRequest) { n.ProjectID = "../x" }), 1},
 		{"empty reason", newRequest(func(n *NewRequest) { n.Reason = "   " }), 1},
 		{"reason too long", newRequest(func(n *NewRequest) { n.Reason = strings.Repeat("x", MaxReasonLen+1) }), 1},
-		{"no quorum", newRequest(), 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			s := newStore(t)
-			_, created, err := s.Create(t.Context(), tt.n, t0, ttl, tt.required)
+			_, created, err := s.Create(t.Context(), tt.n, t0, 0, pendingStart(t0, ttl, tt.required))
 			if !errors.Is(err, ErrInvalid) || created {
 				t.Fatalf("Create = %v, created %v; want ErrInvalid", err, created)
 			}
-			if n := pendingJobs(t, s); n != 0 {
+			if n := mustPendingJobs(t, s); n != 0 {
 				t.Errorf("%d jobs queued for a refused request", n)
 			}
 			if rs, _ := s.List(t.Context(), ListOptions{}); len(rs) != 0 {
@@ -83,7 +83,7 @@ func TestCreateTriggerReplay(t *testing.T) {
 	first := mustCreate(t, s, newRequest(func(n *NewRequest) { n.TriggerID = "trig.1" }), 1)
 
 	// Slack retries the same command delivery.
-	again, created, err := s.Create(t.Context(), newRequest(func(n *NewRequest) { n.TriggerID = "trig.1" }), t0.Add(3*time.Second), ttl, 1)
+	again, created, err := s.Create(t.Context(), newRequest(func(n *NewRequest) { n.TriggerID = "trig.1" }), t0.Add(3*time.Second), 0, pendingStart(t0.Add(3*time.Second), ttl, 1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestCreateTriggerReplay(t *testing.T) {
 	if rs, _ := s.List(t.Context(), ListOptions{}); len(rs) != 1 {
 		t.Errorf("replay stored another request: %d requests", len(rs))
 	}
-	if n := pendingJobs(t, s); n != 1 {
+	if n := mustPendingJobs(t, s); n != 1 {
 		t.Errorf("outbox has %d jobs after a replay, want 1 (one approval message)", n)
 	}
 	if got := auditLines(t, s, first.ID); len(got) != 1 {
@@ -115,10 +115,10 @@ func TestCreateTriggerReplay(t *testing.T) {
 	}
 
 	// Trigger ids are forgotten by the sweep after a few minutes.
-	if _, _, err := s.ExpireDue(t.Context(), t0.Add(time.Hour)); err != nil {
+	if _, _, err := expireDue(s, t.Context(), t0.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	late, created, err := s.Create(t.Context(), newRequest(func(n *NewRequest) { n.TriggerID = "trig.1" }), t0.Add(time.Hour), ttl, 1)
+	late, created, err := s.Create(t.Context(), newRequest(func(n *NewRequest) { n.TriggerID = "trig.1" }), t0.Add(time.Hour), 0, pendingStart(t0.Add(time.Hour), ttl, 1))
 	if err != nil || !created || late.ID == first.ID {
 		t.Errorf("trigger reuse an hour later: request %d, created %v, err %v; want a new request", late.ID, created, err)
 	}
@@ -170,7 +170,7 @@ func TestConcurrentApprovals(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			_, errs[i] = s.Decide(t.Context(), r.ID, fmt.Sprintf("UAPP%02d", i), ActionApprove, "C1", true, t0.Add(time.Minute))
+			_, errs[i] = storeDecide(s, t.Context(), r.ID, fmt.Sprintf("UAPP%02d", i), ActionApprove, "C1", true, t0.Add(time.Minute))
 		})
 	}
 	close(start)
@@ -225,7 +225,7 @@ func TestConcurrentCreates(t *testing.T) {
 			r, created, err := s.Create(t.Context(), newRequest(func(nr *NewRequest) {
 				nr.TriggerID = fmt.Sprintf("trig.%d", i)
 				nr.Reason = fmt.Sprintf("reason %d", i)
-			}), t0, ttl, 1)
+			}), t0, 0, pendingStart(t0, ttl, 1))
 			if err != nil || !created {
 				t.Errorf("Create %d: created %v, %v", i, created, err)
 				return
@@ -251,7 +251,7 @@ func TestConcurrentCreates(t *testing.T) {
 	if len(rs) != n {
 		t.Errorf("stored %d requests, want %d", len(rs), n)
 	}
-	if got := pendingJobs(t, s); got != n {
+	if got := mustPendingJobs(t, s); got != n {
 		t.Errorf("outbox has %d jobs, want %d approval messages", got, n)
 	}
 }
@@ -266,7 +266,7 @@ func TestConcurrentTriggerReplay(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			r, created, err := s.Create(t.Context(), newRequest(func(nr *NewRequest) { nr.TriggerID = "same" }), t0, ttl, 1)
+			r, created, err := s.Create(t.Context(), newRequest(func(nr *NewRequest) { nr.TriggerID = "same" }), t0, 0, pendingStart(t0, ttl, 1))
 			if err != nil {
 				t.Errorf("Create %d: %v", i, err)
 				return
@@ -288,7 +288,7 @@ func TestConcurrentTriggerReplay(t *testing.T) {
 			t.Errorf("delivery %d got request %d, delivery 0 got %d", i, id, ids[0])
 		}
 	}
-	if got := pendingJobs(t, s); got != 1 {
+	if got := mustPendingJobs(t, s); got != 1 {
 		t.Errorf("outbox has %d jobs, want 1", got)
 	}
 }
@@ -298,7 +298,7 @@ func TestReopenKeepsEverything(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "rolegate.db")
 	s := openStore(t, path)
 	r := mustCreate(t, s, newRequest(), 2)
-	if _, err := s.Posted(t.Context(), 1, r.ID, "1700000000.000001", t0.Add(time.Second)); err != nil {
+	if _, err := s.Update(t.Context(), r.ID, 1, func(r *Request) (Transition, error) { return RecordPosted(r, "1700000000.000001", t0.Add(time.Second)) }); err != nil {
 		t.Fatal(err)
 	}
 	mustDecide(t, s, r.ID, "UANA", ActionApprove, t0.Add(time.Minute))
@@ -329,7 +329,7 @@ func TestReopenKeepsEverything(t *testing.T) {
 	if got := auditLines(t, s, r.ID); !slices.Equal(got, []string{"UREQ create", "rolegate posted", "UANA approve", "UBEN approve"}) {
 		t.Errorf("audit after reopen = %q", got)
 	}
-	if p, a, err := s.CountOpen(t.Context()); err != nil || p != 0 || a != 1 {
+	if p, a, err := countOpen(s, t.Context()); err != nil || p != 0 || a != 1 {
 		t.Errorf("CountOpen after reopen = %d pending, %d approved, %v; want 0, 1", p, a, err)
 	}
 	if got := drainJobs(t, s, r.ID); !slices.Equal(got, []JobKind{JobUpdateApproval, JobUpdateApproval, JobAssign}) {
@@ -348,7 +348,14 @@ func fullRequest() Request {
 	at := func(m int) time.Time { return t0.Add(time.Duration(m) * time.Minute) }
 	return Request{
 		ID: 42, State: StateFailed,
+		Ask:    Ask{Project: "Support Project", Group: "support team", Role: "Key Manager"},
 		Target: Target{ProjectID: "proj_abc", GroupID: "group_01", RoleID: "role_01"},
+		Preview: &Preview{
+			Project: Project{ID: "proj_abc", Name: "Support Project"},
+			Group:   Group{ID: "group_01", Name: "Support Team", SCIMManaged: true, CreatedAt: time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)},
+			Role:    Role{ID: "role_01", Name: "Key Manager", Permissions: []string{"a.read"}, ResourceType: "api.project"},
+		},
+		Rule: "owners", Approvers: []string{"UANA", "SPLATFORM"}, DenyReason: "not during the freeze",
 		Reason: "rotate <keys> & \"tokens\" — ünïcode", Requester: "UREQ", TeamID: "T1", ChannelID: "C1",
 		ResponseURL: "https://hooks.slack.test/commands/1", MessageTS: "1700000000.000042",
 		CreatedAt: t0, ExpiresAt: t0.Add(ttl), Required: 2,
@@ -382,7 +389,7 @@ func TestCodecRoundTrip(t *testing.T) {
 		r    Request
 	}{
 		{"fully populated", full},
-		{"fresh", Request{ID: 1, State: StatePending, Target: full.Target, Reason: "r", Requester: "U1", ChannelID: "C1", CreatedAt: t0, ExpiresAt: t0.Add(ttl), Required: 1}},
+		{"fresh", Request{ID: 1, State: StatePending, Target: full.Target, Ask: AskFor(full.Target), Reason: "r", Requester: "U1", ChannelID: "C1", CreatedAt: t0, ExpiresAt: t0.Add(ttl), Required: 1}},
 		{"applied, empty description and permissions", func() Request {
 			r := full
 			r.Failure = nil
@@ -477,7 +484,7 @@ func TestCodecRefusesUnknownVersion(t *testing.T) {
 		if err := d.decode(d.b); err != nil {
 			t.Fatalf("%s: current version refused: %v", d.name, err)
 		}
-		for _, v := range []any{2, 0, nil} {
+		for _, v := range []any{schemaVersion + 1, 0, nil} {
 			t.Run(fmt.Sprintf("%s v=%v", d.name, v), func(t *testing.T) {
 				err := d.decode(withVersion(t, d.b, v))
 				if err == nil || !strings.Contains(err.Error(), "schema version") {
@@ -491,14 +498,14 @@ func TestCodecRefusesUnknownVersion(t *testing.T) {
 		s := newStore(t)
 		r := mustCreate(t, s, newRequest(), 1)
 		b, _ := marshalRequest(&r)
-		future := withVersion(t, b, 2)
+		future := withVersion(t, b, schemaVersion+1)
 		if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketRequests).Put(itob(r.ID), future) }); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := s.Get(t.Context(), r.ID); err == nil || !strings.Contains(err.Error(), "schema version") {
 			t.Errorf("Get of a v2 record = %v, want an unknown schema version error", err)
 		}
-		if _, err := s.Decide(t.Context(), r.ID, "UANA", ActionApprove, "C1", true, t0.Add(time.Minute)); err == nil {
+		if _, err := storeDecide(s, t.Context(), r.ID, "UANA", ActionApprove, "C1", true, t0.Add(time.Minute)); err == nil {
 			t.Errorf("Decide on a v2 record succeeded")
 		}
 		if err := s.db.View(func(tx *bolt.Tx) error {
@@ -526,7 +533,7 @@ func TestExpireDue(t *testing.T) {
 	mustDecide(t, s, denied.ID, "UANA", ActionDeny, t0.Add(time.Minute))
 
 	now := t0.Add(ttl + time.Hour)
-	expired, next, err := s.ExpireDue(t.Context(), now)
+	expired, next, err := expireDue(s, t.Context(), now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -560,16 +567,16 @@ func TestExpireDue(t *testing.T) {
 	}
 
 	// A second sweep at the same time finds nothing more.
-	again, next2, err := s.ExpireDue(t.Context(), now)
+	again, next2, err := expireDue(s, t.Context(), now)
 	if err != nil || len(again) != 0 || !next2.Equal(next) {
 		t.Errorf("second sweep: expired %v, next %v, %v", again, next2, err)
 	}
 	// When everything pending has expired there is no next expiry.
-	_, next3, err := s.ExpireDue(t.Context(), t0.Add(100*ttl))
+	_, next3, err := expireDue(s, t.Context(), t0.Add(100*ttl))
 	if err != nil || !next3.IsZero() {
 		t.Errorf("final sweep: next %v, %v; want zero", next3, err)
 	}
-	if p, _, _ := s.CountOpen(t.Context()); p != 0 {
+	if p, _, _ := countOpen(s, t.Context()); p != 0 {
 		t.Errorf("%d requests still pending after the final sweep", p)
 	}
 }
@@ -627,10 +634,10 @@ func TestList(t *testing.T) {
 				t.Errorf("approved request 4 still listed as pending")
 			}
 		}
-		if p, a, err := s.CountOpen(t.Context()); err != nil || p != 2 || a != 2 {
+		if p, a, err := countOpen(s, t.Context()); err != nil || p != 2 || a != 2 {
 			t.Errorf("CountOpen = %d pending, %d approved, %v; want 2, 2", p, a, err)
 		}
-		if _, err := s.Applied(t.Context(), 0, 4, assignmentFor(Target{}, false), t0.Add(3*time.Minute)); err != nil {
+		if _, err := s.Update(t.Context(), 4, 0, func(r *Request) (Transition, error) { return RecordAssignment(r, assignmentFor(Target{}, false), t0.Add(3*time.Minute)) }); err != nil {
 			t.Fatal(err)
 		}
 		rs, _ = s.List(t.Context(), ListOptions{State: StateApproved})

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 )
@@ -13,7 +15,8 @@ import (
 // Notifier delivers what happens to a request to the people concerned. Each
 // method renders the request as given (its current stored state), so a
 // retried or repeated delivery shows the latest truth. A method's error
-// should be a *DeliveryError; any other error counts as temporary.
+// should be a *DeliveryError; any other error counts as temporary. Each
+// call is one attempt; the Worker owns retries.
 type Notifier interface {
 	// PostApproval posts the approval message and returns its ts.
 	PostApproval(ctx context.Context, r Request) (ts string, err error)
@@ -44,6 +47,13 @@ func (e *DeliveryError) Error() string {
 
 func (e *DeliveryError) Unwrap() error { return e.Err }
 
+// RoleLister lists the roles a group holds in a project. The Worker uses it
+// for one last look after an ambiguous assignment attempt before it gives
+// up (an approvals.Catalog is one).
+type RoleLister interface {
+	GroupRoles(ctx context.Context, projectID, groupID string) ([]Role, error)
+}
+
 // Observer is told what the Worker did, for metrics. Methods must not block.
 type Observer interface {
 	// Grant reports one OpenAI attempt: outcome is "applied",
@@ -53,20 +63,34 @@ type Observer interface {
 	// Delivery reports one Notifier call: outcome is "ok", "retry" or
 	// "dropped".
 	Delivery(kind JobKind, outcome string)
+	// Store reports a failed store operation the Worker will retry.
+	Store(op string)
+	// Quarantine reports a record moved aside.
+	Quarantine(kind string)
 }
 
 type nopObserver struct{}
 
 func (nopObserver) Grant(string, int)        {}
 func (nopObserver) Delivery(JobKind, string) {}
+func (nopObserver) Store(string)             {}
+func (nopObserver) Quarantine(string)        {}
 
 // Worker carries out the outbox: it assigns roles for approved requests and
-// delivers messages, each in order per request (see Job.Lane), driven only by what is stored, so
-// a restart picks up exactly where the last process stopped. It also expires
-// pending requests.
+// delivers messages, each in order per request (see Job.Lane), driven only
+// by what is stored, so a restart picks up exactly where the last process
+// stopped. It also acts on what time makes due (Request.NextWake).
+//
+// Nothing that fails makes it spin: every failure, the store's included,
+// backs off (capped exponential with jitter). When the store cannot record
+// a retry, the Worker remembers the job's state in memory; when it cannot
+// record a side effect that succeeded (a posted message, an assignment), it
+// remembers the effect and only retries the record, so Slack and OpenAI are
+// not called again for it while the process lives.
 type Worker struct {
-	Store    *Store
+	Store    Store
 	Granter  Granter
+	Roles    RoleLister // optional: the last look after an ambiguous attempt
 	Notifier Notifier
 	Logger   *slog.Logger
 	Now      func() time.Time
@@ -74,7 +98,8 @@ type Worker struct {
 
 	// MaxAttempts bounds the OpenAI attempts for one request (default 5).
 	MaxAttempts int
-	// Deadline bounds the time from the first attempt to giving up (default 10m).
+	// Deadline bounds the time from the first attempt to the last one
+	// (default 10m): no attempt starts after FirstTry + Deadline.
 	Deadline time.Duration
 	// CallTimeout bounds one Assign call, its list and POST together (default 30s).
 	CallTimeout time.Duration
@@ -87,6 +112,21 @@ type Worker struct {
 	// Concurrency is how many jobs run at once, each for a different request
 	// (default 8).
 	Concurrency int
+
+	mu      sync.Mutex
+	busy    map[uint64]bool      // lanes with a job running
+	held    map[uint64]time.Time // lanes waiting out a back-off the store could not record
+	jobs    map[uint64]Job       // job id → its latest state, when the store could not record it
+	effects map[uint64]effect    // job id → a side effect done but not yet recorded
+	wg      sync.WaitGroup
+	done    chan struct{}
+}
+
+// effect is a side effect that succeeded but whose record failed.
+type effect struct {
+	ts         string      // a posted approval message
+	assignment *Assignment // an assignment made
+	delivered  bool        // any other message
 }
 
 func (w *Worker) defaults() {
@@ -120,123 +160,220 @@ func (w *Worker) defaults() {
 	if w.Observer == nil {
 		w.Observer = nopObserver{}
 	}
+	w.busy, w.held = map[uint64]bool{}, map[uint64]time.Time{}
+	w.jobs, w.effects = map[uint64]Job{}, map[uint64]effect{}
+	w.done = make(chan struct{}, 1)
 }
+
+// deadlineMargin keeps the last attempt's start inside the deadline.
+const deadlineMargin = 10 * time.Millisecond
 
 // idleWake bounds how long the worker sleeps with nothing scheduled.
 const idleWake = 30 * time.Second
 
+// sweepEvery is how often trigger ids are forgotten.
+const sweepEvery = time.Minute
+
 // Run works until ctx is cancelled, then waits for the jobs under way to stop
-// (they see the cancelled context) and returns nil. It returns an error only
-// when the store fails.
+// (they see the cancelled context) and returns nil. A failing store is
+// retried with back-off for as long as it takes; Run does not give up.
 func (w *Worker) Run(ctx context.Context) error {
 	w.defaults()
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		busy     = map[uint64]bool{}
-		done     = make(chan struct{}, 1)
-		sweepAt  time.Time
-		timer    = time.NewTimer(0)
-		failures int
-	)
+	defer w.wg.Wait()
+	timer := time.NewTimer(idleWake)
 	defer timer.Stop()
-	defer wg.Wait()
-	for {
+	var storeFailures int
+	var swept time.Time
+	for ctx.Err() == nil {
 		now := w.Now()
-		var next time.Time
-		if !now.Before(sweepAt) {
-			expired, nextExp, err := w.Store.ExpireDue(ctx, now)
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return fmt.Errorf("expire requests: %w", err)
-			}
-			for _, id := range expired {
-				w.Logger.InfoContext(ctx, "Request expired", "request_id", id)
-			}
-			sweepAt = now.Add(time.Minute)
-			if !nextExp.IsZero() && nextExp.Before(sweepAt) {
-				sweepAt = nextExp
+		next, err := w.wake(ctx, now)
+		if err == nil {
+			var nextJob time.Time
+			nextJob, err = w.dispatch(ctx, now)
+			next = earliest(next, nextJob)
+		}
+		if err == nil && now.Sub(swept) >= sweepEvery {
+			if err = w.Store.Sweep(ctx, now); err == nil {
+				swept = now
 			}
 		}
-		next = sweepAt
+		if err != nil && ctx.Err() == nil {
+			storeFailures++
+			delay := w.backoff(storeFailures)
+			w.Observer.Store("schedule")
+			w.Logger.ErrorContext(ctx, "The store failed; retrying", "err", err, "retry_in", delay.String(), "failures", storeFailures)
+			next = now.Add(delay)
+		} else if err == nil {
+			storeFailures = 0
+		}
+		w.sleep(ctx, timer, next)
+	}
+	return nil
+}
 
-		mu.Lock()
-		free := w.Concurrency - len(busy)
-		snapshot := make(map[uint64]bool, len(busy))
-		for k := range busy {
-			snapshot[k] = true
-		}
-		mu.Unlock()
-		// Once ctx is cancelled nothing more is dispatched: a job abandoned
-		// by the shutdown is back in the outbox (and out of busy), and
-		// handing it out again would call OpenAI or Slack after the stop.
-		if free > 0 && ctx.Err() == nil {
-			jobs, nextJob, err := w.Store.DueJobs(ctx, now, snapshot, free)
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				failures++
-				if failures > 3 {
-					return fmt.Errorf("read outbox: %w", err)
-				}
-				w.Logger.ErrorContext(ctx, "Reading the outbox failed", "err", err)
-				nextJob = now.Add(time.Second)
-			} else {
-				failures = 0
-			}
-			if !nextJob.IsZero() && nextJob.Before(next) {
-				next = nextJob
-			}
-			for _, j := range jobs {
-				mu.Lock()
-				busy[j.Lane()] = true
-				mu.Unlock()
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					w.runJob(ctx, j)
-					mu.Lock()
-					delete(busy, j.Lane())
-					mu.Unlock()
-					select {
-					case done <- struct{}{}:
-					default:
-					}
-				}()
-			}
-		}
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
+}
 
-		wait := min(max(next.Sub(w.Now()), 0), idleWake)
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
-		timer.Reset(wait)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-w.Store.Changes():
-		case <-done:
-		case <-timer.C:
+// sleep waits until next (at most idleWake), a store change, a finished
+// job, or the end of ctx.
+func (w *Worker) sleep(ctx context.Context, timer *time.Timer, next time.Time) {
+	wait := idleWake
+	if !next.IsZero() {
+		wait = min(max(next.Sub(w.Now()), 0), idleWake)
+	}
+	timer.Reset(wait) // since Go 1.23 Reset and Stop leave no stale tick behind
+	select {
+	case <-ctx.Done():
+	case <-w.Store.Changes():
+	case <-w.done:
+	case <-timer.C:
+	}
+	timer.Stop()
+}
+
+// wake acts on the requests time has made due and returns the next wake.
+func (w *Worker) wake(ctx context.Context, now time.Time) (time.Time, error) {
+	const batch = 100
+	ids, next, err := w.Store.DueWakes(ctx, now, batch)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read due requests: %w", err)
+	}
+	for _, id := range ids {
+		r, err := w.Store.Update(ctx, id, 0, func(r *Request) (Transition, error) { return Tick(r, now), nil })
+		var ce *CorruptError
+		switch {
+		case errors.As(err, &ce):
+			w.quarantine(ctx, ce)
+		case errors.Is(err, ErrNotFound):
+		case err != nil:
+			return time.Time{}, fmt.Errorf("act on request %d: %w", id, err)
+		case r.State == StateExpired && r.FinishedAt.Equal(now):
+			w.Logger.InfoContext(ctx, "Request expired", "request_id", id)
 		}
 	}
+	if len(ids) == batch {
+		next = now // more are due: come straight back
+	}
+	return next, nil
+}
+
+// dispatch starts the jobs that are due, up to the free concurrency, and
+// returns when the next one not yet due is.
+func (w *Worker) dispatch(ctx context.Context, now time.Time) (time.Time, error) {
+	w.mu.Lock()
+	free := w.Concurrency - len(w.busy)
+	skip := make(map[uint64]bool, len(w.busy)+len(w.held))
+	var next time.Time
+	for lane := range w.busy {
+		skip[lane] = true
+	}
+	for lane, until := range w.held {
+		if now.Before(until) {
+			skip[lane] = true
+			next = earliest(next, until)
+		} else {
+			delete(w.held, lane)
+		}
+	}
+	w.mu.Unlock()
+	// Once ctx is cancelled nothing more is dispatched: a job abandoned by
+	// the shutdown is back in the outbox (and out of busy), and handing it
+	// out again would call OpenAI or Slack after the stop.
+	if free <= 0 || ctx.Err() != nil {
+		return next, nil
+	}
+	jobs, nextJob, err := w.Store.DueJobs(ctx, now, skip, free)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read outbox: %w", err)
+	}
+	for _, j := range jobs {
+		if j.Corrupt != nil {
+			w.quarantine(ctx, j.Corrupt)
+			continue
+		}
+		j = w.remembered(j)
+		if j.NotBefore.After(now) {
+			next = earliest(next, j.NotBefore)
+			continue
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		w.start(ctx, j)
+	}
+	return earliest(next, nextJob), nil
+}
+
+// remembered merges what the Worker knows of j beyond the store's copy (a
+// retry the store could not record).
+func (w *Worker) remembered(j Job) Job {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if m, ok := w.jobs[j.ID]; ok && m.Attempts >= j.Attempts {
+		return m
+	}
+	return j
+}
+
+func (w *Worker) start(ctx context.Context, j Job) {
+	w.mu.Lock()
+	w.busy[j.Lane()] = true
+	w.mu.Unlock()
+	w.wg.Go(func() {
+		defer func() {
+			w.mu.Lock()
+			delete(w.busy, j.Lane())
+			w.mu.Unlock()
+			select {
+			case w.done <- struct{}{}:
+			default:
+			}
+		}()
+		w.runSafely(ctx, j)
+	})
+}
+
+// runSafely runs j; a panic is logged with the request id and the job is
+// quarantined, so one bad job cannot stop the others or be retried forever.
+func (w *Worker) runSafely(ctx context.Context, j Job) {
+	defer func() {
+		if p := recover(); p != nil {
+			w.Logger.ErrorContext(ctx, "A job panicked; moving it aside", "request_id", j.RequestID, "job", string(j.Kind), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			w.quarantine(ctx, &CorruptError{Kind: "job", Key: j.ID, Err: fmt.Errorf("panic while running %s for request %d: %v", j.Kind, j.RequestID, p)})
+		}
+	}()
+	w.runJob(ctx, j)
+}
+
+func (w *Worker) quarantine(ctx context.Context, ce *CorruptError) {
+	if err := w.Store.Quarantine(ctx, ce, w.Now().UTC()); err != nil {
+		w.Observer.Store("quarantine")
+		w.Logger.ErrorContext(ctx, "Moving an unreadable record aside failed", "kind", ce.Kind, "key", ce.Key, "err", err)
+		return
+	}
+	w.Observer.Quarantine(ce.Kind)
+	w.Logger.ErrorContext(ctx, "Moved an unreadable record aside; everything else carries on", "kind", ce.Kind, "key", ce.Key, "reason", ce.Err.Error())
 }
 
 func (w *Worker) runJob(ctx context.Context, j Job) {
 	log := w.Logger.With("request_id", j.RequestID, "job", string(j.Kind))
 	r, err := w.Store.Get(ctx, j.RequestID)
-	if errors.Is(err, ErrNotFound) {
+	var ce *CorruptError
+	switch {
+	case errors.Is(err, ErrNotFound):
 		log.ErrorContext(ctx, "Dropping a job for a request that does not exist")
 		w.complete(ctx, log, j)
 		return
-	}
-	if err != nil {
-		log.ErrorContext(ctx, "Reading the request failed", "err", err)
+	case errors.As(err, &ce):
+		w.quarantine(ctx, ce)
+		w.complete(ctx, log, j)
+		return
+	case err != nil:
+		w.storeFailed(ctx, log, j, "read the request", err)
 		return
 	}
 	if j.Kind == JobAssign {
@@ -246,32 +383,105 @@ func (w *Worker) runJob(ctx context.Context, j Job) {
 	w.deliver(ctx, log, j, r)
 }
 
+// record applies change to the job's request and completes the job in one
+// transaction. A store failure keeps the job (and the effect, if given) in
+// memory and backs off; it reports whether the record was made.
+func (w *Worker) record(ctx context.Context, log *slog.Logger, j Job, e *effect, change func(*Request) (Transition, error)) (Request, bool) {
+	r, err := w.Store.Update(ctx, j.RequestID, j.ID, change)
+	var np *NotPendingError
+	if err == nil || errors.As(err, &np) || errors.Is(err, ErrNotFound) {
+		w.forget(j.ID)
+		return r, true
+	}
+	if e != nil {
+		w.mu.Lock()
+		w.effects[j.ID] = *e
+		w.mu.Unlock()
+	}
+	w.storeFailed(ctx, log, j, "record the outcome", err)
+	return r, false
+}
+
+func (w *Worker) forget(jobID uint64) {
+	w.mu.Lock()
+	delete(w.jobs, jobID)
+	delete(w.effects, jobID)
+	w.mu.Unlock()
+}
+
+func (w *Worker) effect(jobID uint64) (effect, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	e, ok := w.effects[jobID]
+	return e, ok
+}
+
+// storeFailed backs off a job whose store read or write failed. It does not
+// count as an OpenAI or Slack attempt, but it backs off like one.
+func (w *Worker) storeFailed(ctx context.Context, log *slog.Logger, j Job, what string, err error) {
+	if ctx.Err() != nil {
+		return
+	}
+	w.mu.Lock()
+	fails := w.jobs[j.ID].storeFails + 1
+	w.mu.Unlock()
+	delay := w.backoff(fails)
+	w.Observer.Store(what)
+	log.ErrorContext(ctx, "The store failed; retrying the job", "op", what, "err", err, "retry_in", delay.String())
+	j.LastError = "store: " + err.Error()
+	w.hold(j, delay, fails)
+}
+
+// hold keeps j out of the dispatch until delay has passed, in memory.
+func (w *Worker) hold(j Job, delay time.Duration, storeFails int) {
+	j.NotBefore = w.Now().Add(delay)
+	j.storeFails = storeFails
+	w.mu.Lock()
+	w.jobs[j.ID] = j
+	w.held[j.Lane()] = j.NotBefore
+	w.mu.Unlock()
+}
+
+// reschedule is the one retry path for assignments and deliveries: it
+// stores j with its next attempt after delay; if the store cannot record
+// it, the Worker holds j in memory instead, so the back-off holds anyway.
+func (w *Worker) reschedule(ctx context.Context, log *slog.Logger, j Job, delay time.Duration) {
+	j.NotBefore = w.Now().Add(delay) // from the answer, not from when the attempt began
+	if err := w.Store.RetryJob(ctx, j); err != nil {
+		w.Observer.Store("reschedule")
+		log.ErrorContext(ctx, "Recording the retry failed; holding it in memory", "err", err, "retry_in", delay.String())
+		w.hold(j, delay, 0)
+		return
+	}
+	w.forget(j.ID)
+}
+
 func (w *Worker) assign(ctx context.Context, log *slog.Logger, j Job, r Request) {
 	if r.State != StateApproved {
 		w.complete(ctx, log, j)
+		return
+	}
+	if e, ok := w.effect(j.ID); ok && e.assignment != nil {
+		w.recordAssignment(ctx, log, j, r, *e.assignment)
 		return
 	}
 	now := w.Now()
 	if j.FirstTry.IsZero() {
 		j.FirstTry = now
 	}
-	cctx, cancel := context.WithTimeout(ctx, w.CallTimeout)
+	deadline := j.FirstTry.Add(w.Deadline)
+	if !now.Before(deadline) {
+		w.giveUp(ctx, log, j, r, Failure{Message: j.LastError})
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, min(w.CallTimeout, deadline.Sub(now)))
 	a, err := w.Granter.Assign(cctx, r.Target)
 	cancel()
 	if ctx.Err() != nil {
 		return // shutting down: the job stays in the outbox for the next start
 	}
 	if err == nil {
-		if _, err := w.Store.Applied(ctx, j.ID, r.ID, a, w.Now()); err != nil {
-			log.ErrorContext(ctx, "Recording the assignment failed; it will be reconciled", "err", err)
-			return
-		}
-		outcome := "applied"
-		if a.AlreadyAssigned {
-			outcome = "already_assigned"
-		}
-		w.Observer.Grant(outcome, 200)
-		log.InfoContext(ctx, "Role assigned", "project_id", r.ProjectID, "group_id", r.GroupID, "role_id", r.RoleID, "already_assigned", a.AlreadyAssigned)
+		w.recordAssignment(ctx, log, j, r, a)
 		return
 	}
 
@@ -282,53 +492,94 @@ func (w *Worker) assign(ctx context.Context, log *slog.Logger, j Job, r Request)
 	}
 	j.Attempts++
 	j.LastError = f.Message
-	if !IsTemporary(err) || j.Attempts >= w.MaxAttempts || now.Sub(j.FirstTry) >= w.Deadline {
-		if IsTemporary(err) {
-			f.Message = fmt.Sprintf("gave up after %d attempts in %s: %s", j.Attempts, now.Sub(j.FirstTry).Round(time.Second), f.Message)
-			if j.Ambiguous {
-				f.Message += " (an earlier attempt may have reached OpenAI: check the group's project roles before asking again)"
-			}
-		}
-		if _, err := w.Store.Failed(ctx, j.ID, r.ID, f, w.Now()); err != nil {
-			log.ErrorContext(ctx, "Recording the failure failed", "err", err)
-			return
-		}
-		w.Observer.Grant("failed", f.Status)
-		log.WarnContext(ctx, "Assignment failed", "status", f.Status, "type", f.Type, "code", f.Code, "openai_request_id", f.RequestID, "message", f.Message, "attempts", j.Attempts)
+	if !IsTemporary(err) {
+		w.fail(ctx, log, j, r, f)
 		return
 	}
 	delay := w.backoff(j.Attempts)
-	if ge != nil && ge.RetryAfter > delay {
-		delay = ge.RetryAfter
+	left := deadline.Sub(w.Now()) - deadlineMargin
+	switch {
+	case ge != nil && ge.RetryAfter > delay:
+		delay = ge.RetryAfter // the server's word: no attempt before it
+	case delay > left:
+		delay = left // the last attempt starts just inside the deadline
 	}
-	// Retry-After counts from the answer, not from when the attempt began.
-	j.NotBefore = w.Now().Add(delay)
-	if err := w.Store.RetryJob(ctx, j); err != nil {
-		log.ErrorContext(ctx, "Rescheduling the assignment failed", "err", err)
+	if j.Attempts >= w.MaxAttempts || delay > left || left <= 0 {
+		w.giveUp(ctx, log, j, r, f)
 		return
 	}
 	w.Observer.Grant("retry", f.Status)
 	log.WarnContext(ctx, "Assignment attempt failed; retrying", "attempt", j.Attempts, "retry_in", delay.String(), "status", f.Status, "message", f.Message, "ambiguous", j.Ambiguous)
+	w.reschedule(ctx, log, j, delay)
+}
+
+// giveUp ends an assignment whose attempts or deadline ran out. After an
+// ambiguous attempt it looks once more (a list, not an assignment): the
+// role may be there after all.
+func (w *Worker) giveUp(ctx context.Context, log *slog.Logger, j Job, r Request, f Failure) {
+	if j.Ambiguous && w.Roles != nil {
+		cctx, cancel := context.WithTimeout(ctx, w.CallTimeout)
+		roles, err := w.Roles.GroupRoles(cctx, r.ProjectID, r.GroupID)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			if i := slices.IndexFunc(roles, func(x Role) bool { return x.ID == r.RoleID }); i >= 0 {
+				w.recordAssignment(ctx, log, j, r, Assignment{Group: Group{ID: r.GroupID}, Role: roles[i], AlreadyAssigned: true})
+				return
+			}
+		} else {
+			log.WarnContext(ctx, "The last look after an ambiguous attempt failed", "err", err)
+		}
+	}
+	f.Message = fmt.Sprintf("gave up after %d attempts in %s: %s", j.Attempts, w.Now().Sub(j.FirstTry).Round(time.Second), f.Message)
+	if j.Ambiguous {
+		f.Message += " (an earlier attempt may have reached OpenAI: check the group's project roles before asking again)"
+	}
+	w.fail(ctx, log, j, r, f)
+}
+
+func (w *Worker) fail(ctx context.Context, log *slog.Logger, j Job, r Request, f Failure) {
+	now := w.Now().UTC()
+	if _, ok := w.record(ctx, log, j, nil, func(r *Request) (Transition, error) { return RecordFailure(r, f, now) }); !ok {
+		return
+	}
+	w.Observer.Grant("failed", f.Status)
+	log.WarnContext(ctx, "Assignment failed", "status", f.Status, "type", f.Type, "code", f.Code, "openai_request_id", f.RequestID, "message", f.Message, "attempts", j.Attempts)
+}
+
+func (w *Worker) recordAssignment(ctx context.Context, log *slog.Logger, j Job, r Request, a Assignment) {
+	now := w.Now().UTC()
+	if _, ok := w.record(ctx, log, j, &effect{assignment: &a}, func(r *Request) (Transition, error) { return RecordAssignment(r, a, now) }); !ok {
+		return
+	}
+	outcome := "applied"
+	if a.AlreadyAssigned {
+		outcome = "already_assigned"
+	}
+	w.Observer.Grant(outcome, 200)
+	log.InfoContext(ctx, "Role assigned", "project_id", r.ProjectID, "group_id", r.GroupID, "role_id", r.RoleID, "already_assigned", a.AlreadyAssigned)
 }
 
 func (w *Worker) deliver(ctx context.Context, log *slog.Logger, j Job, r Request) {
+	if e, ok := w.effect(j.ID); ok {
+		w.delivered(ctx, log, j, e) // done before; only its record is missing
+		return
+	}
 	now := w.Now()
 	if j.FirstTry.IsZero() {
 		j.FirstTry = now
 	}
 	var err error
+	var e effect
 	switch j.Kind {
 	case JobPostApproval:
-		var ts string
-		ts, err = w.Notifier.PostApproval(ctx, r)
-		if err == nil {
-			if _, err := w.Store.Posted(ctx, j.ID, r.ID, ts, w.Now()); err != nil {
-				log.ErrorContext(ctx, "Recording the approval message failed", "err", err)
-				return
-			}
-			w.Observer.Delivery(j.Kind, "ok")
+		if r.MessageTS != "" {
+			w.complete(ctx, log, j) // posted before a crash lost the job's completion
 			return
 		}
+		e.ts, err = w.Notifier.PostApproval(ctx, r)
 	case JobUpdateApproval:
 		if r.MessageTS == "" {
 			w.complete(ctx, log, j) // never posted: nothing to update
@@ -345,8 +596,9 @@ func (w *Worker) deliver(ctx context.Context, log *slog.Logger, j Job, r Request
 		return
 	}
 	if err == nil {
+		e.delivered = true
 		w.Observer.Delivery(j.Kind, "ok")
-		w.complete(ctx, log, j)
+		w.delivered(ctx, log, j, e)
 		return
 	}
 	if ctx.Err() != nil {
@@ -366,9 +618,8 @@ func (w *Worker) deliver(ctx context.Context, log *slog.Logger, j Job, r Request
 			if de != nil && de.Code != "" {
 				why = de.Code
 			}
-			if _, err := w.Store.Unseen(ctx, j.ID, r.ID, why, w.Now()); err != nil {
-				log.ErrorContext(ctx, "Cancelling the unseen request failed", "err", err)
-			}
+			now := w.Now().UTC()
+			w.record(ctx, log, j, nil, func(r *Request) (Transition, error) { return RecordUnseen(r, why, now) })
 			return
 		}
 		w.complete(ctx, log, j)
@@ -380,25 +631,40 @@ func (w *Worker) deliver(ctx context.Context, log *slog.Logger, j Job, r Request
 	if de != nil && de.RetryAfter > delay {
 		delay = de.RetryAfter
 	}
-	j.NotBefore = w.Now().Add(delay) // from the answer, as for OpenAI
-	if err := w.Store.RetryJob(ctx, j); err != nil {
-		log.ErrorContext(ctx, "Rescheduling the message failed", "err", err)
-		return
-	}
 	w.Observer.Delivery(j.Kind, "retry")
 	log.WarnContext(ctx, "Slack delivery failed; retrying", "attempt", j.Attempts, "retry_in", delay.String(), "err", err)
+	w.reschedule(ctx, log, j, delay)
+}
+
+// delivered records a delivery that Slack accepted.
+func (w *Worker) delivered(ctx context.Context, log *slog.Logger, j Job, e effect) {
+	if j.Kind == JobPostApproval {
+		now := w.Now().UTC()
+		w.record(ctx, log, j, &e, func(r *Request) (Transition, error) { return RecordPosted(r, e.ts, now) })
+		return
+	}
+	if err := w.Store.CompleteJob(ctx, j.ID); err != nil {
+		w.mu.Lock()
+		w.effects[j.ID] = e
+		w.mu.Unlock()
+		w.storeFailed(ctx, log, j, "complete the job", err)
+		return
+	}
+	w.forget(j.ID)
 }
 
 func (w *Worker) complete(ctx context.Context, log *slog.Logger, j Job) {
 	if err := w.Store.CompleteJob(ctx, j.ID); err != nil {
-		log.ErrorContext(ctx, "Removing a finished job failed", "err", err)
+		w.storeFailed(ctx, log, j, "complete the job", err)
+		return
 	}
+	w.forget(j.ID)
 }
 
 // backoff is capped exponential backoff with full jitter: a random delay in
 // [base·2^(n-1)/2, base·2^(n-1)], never above MaxBackoff.
 func (w *Worker) backoff(attempt int) time.Duration {
-	d := w.BaseBackoff << min(attempt-1, 20)
+	d := w.BaseBackoff << min(max(attempt-1, 0), 20)
 	if d <= 0 || d > w.MaxBackoff {
 		d = w.MaxBackoff
 	}

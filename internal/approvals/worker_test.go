@@ -13,17 +13,17 @@ import (
 )
 
 // createNow stores a request made now (wall clock), as the worker sees time.
-func createNow(t *testing.T, s *Store, required int) Request {
+func createNow(t *testing.T, s *BoltStore, required int) Request {
 	t.Helper()
 	return mustCreateAt(t, s, newRequest(), time.Now().UTC(), required)
 }
 
 // approveWhenPosted waits for the worker to post request id's approval
 // message, then approves it as UANA, as a click on the message would.
-func approveWhenPosted(t *testing.T, s *Store, id uint64) {
+func approveWhenPosted(t *testing.T, s *BoltStore, id uint64) {
 	t.Helper()
 	waitFor(t, "the approval message to be posted", func() bool { return mustGet(t, s, id).MessageTS != "" })
-	if _, err := s.Decide(t.Context(), id, "UANA", ActionApprove, "C1", true, time.Now().UTC()); err != nil {
+	if _, err := storeDecide(s, t.Context(), id, "UANA", ActionApprove, "C1", true, time.Now().UTC()); err != nil {
 		t.Fatalf("approve: %v", err)
 	}
 }
@@ -220,10 +220,12 @@ func TestWorkerHonoursRetryAfter(t *testing.T) {
 		return &GrantError{Failure: Failure{Status: 429, Message: "Rate limit reached"}, Temporary: true, RetryAfter: time.Hour}
 	}}
 	r := createNow(t, s, 1)
-	startWorker(t, newWorker(s, g, &fakeNotifier{}))
+	w := newWorker(s, g, &fakeNotifier{})
+	w.Deadline = 2 * time.Hour // the Retry-After fits inside it
+	startWorker(t, w)
 	waitFor(t, "the approval message to be posted", func() bool { return mustGet(t, s, r.ID).MessageTS != "" })
 	approvedAt := time.Now()
-	if _, err := s.Decide(t.Context(), r.ID, "UANA", ActionApprove, "C1", true, approvedAt.UTC()); err != nil {
+	if _, err := storeDecide(s, t.Context(), r.ID, "UANA", ActionApprove, "C1", true, approvedAt.UTC()); err != nil {
 		t.Fatal(err)
 	}
 
@@ -363,7 +365,7 @@ func TestWorkerUnpostableApprovalCancels(t *testing.T) {
 		t.Errorf("audit = %q", got)
 	}
 	// Nobody can approve it any more.
-	_, err := s.Decide(t.Context(), r.ID, "UANA", ActionApprove, "C1", true, time.Now().UTC())
+	_, err := storeDecide(s, t.Context(), r.ID, "UANA", ActionApprove, "C1", true, time.Now().UTC())
 	var np *NotPendingError
 	if !errors.As(err, &np) {
 		t.Errorf("approving the cancelled request: %v, want *NotPendingError", err)
@@ -376,7 +378,7 @@ func TestWorkerSkipsUpdateOfUnpostedMessage(t *testing.T) {
 	r := createNow(t, s, 1)
 	// Denied before the worker got to post: the approval message is then
 	// refused for good, so there is nothing to update afterwards.
-	if _, err := s.Decide(t.Context(), r.ID, "UANA", ActionDeny, "C1", true, time.Now().UTC()); err != nil {
+	if _, err := storeDecide(s, t.Context(), r.ID, "UANA", ActionDeny, "C1", true, time.Now().UTC()); err != nil {
 		t.Fatal(err)
 	}
 	n := &fakeNotifier{fail: func(kind JobKind, _ Request, _ int) error {
@@ -441,7 +443,7 @@ func TestWorkerRestartAssignsOnce(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "rolegate.db")
 			s1 := openStore(t, path)
 			r := createNow(t, s1, 1)
-			if _, err := s1.Decide(t.Context(), r.ID, "UANA", ActionApprove, "C1", true, time.Now().UTC()); err != nil {
+			if _, err := storeDecide(s1, t.Context(), r.ID, "UANA", ActionApprove, "C1", true, time.Now().UTC()); err != nil {
 				t.Fatal(err)
 			}
 			called := make(chan struct{})
@@ -508,14 +510,14 @@ func TestWorkerNeverReassignsFinishedRequest(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name   string
-		finish func(ctx context.Context, s *Store, r Request) (Request, error)
+		finish func(ctx context.Context, s *BoltStore, r Request) (Request, error)
 		want   State
 	}{
-		{"applied", func(ctx context.Context, s *Store, r Request) (Request, error) {
-			return s.Applied(ctx, 0, r.ID, assignmentFor(r.Target, false), time.Now().UTC())
+		{"applied", func(ctx context.Context, s *BoltStore, r Request) (Request, error) {
+			return s.Update(ctx, r.ID, 0, func(r *Request) (Transition, error) { return RecordAssignment(r, assignmentFor(r.Target, false), time.Now().UTC()) })
 		}, StateApplied},
-		{"failed", func(ctx context.Context, s *Store, r Request) (Request, error) {
-			return s.Failed(ctx, 0, r.ID, Failure{Status: 403, Message: "forbidden"}, time.Now().UTC())
+		{"failed", func(ctx context.Context, s *BoltStore, r Request) (Request, error) {
+			return s.Update(ctx, r.ID, 0, func(r *Request) (Transition, error) { return RecordFailure(r, Failure{Status: 403, Message: "forbidden"}, time.Now().UTC()) })
 		}, StateFailed},
 	}
 	for _, tt := range tests {
@@ -523,7 +525,7 @@ func TestWorkerNeverReassignsFinishedRequest(t *testing.T) {
 			t.Parallel()
 			s := newStore(t)
 			r := createNow(t, s, 1)
-			if _, err := s.Decide(t.Context(), r.ID, "UANA", ActionApprove, "C1", true, time.Now().UTC()); err != nil {
+			if _, err := storeDecide(s, t.Context(), r.ID, "UANA", ActionApprove, "C1", true, time.Now().UTC()); err != nil {
 				t.Fatal(err)
 			}
 			// Finished without completing the assign job (job id 0 does
@@ -531,7 +533,7 @@ func TestWorkerNeverReassignsFinishedRequest(t *testing.T) {
 			if _, err := tt.finish(t.Context(), s, r); err != nil {
 				t.Fatal(err)
 			}
-			if n := pendingJobs(t, s); n != 5 {
+			if n := mustPendingJobs(t, s); n != 5 {
 				t.Fatalf("outbox has %d jobs, want 5 (post, update, assign, update, result)", n)
 			}
 			g := &fakeGranter{}
@@ -606,7 +608,7 @@ func TestWorkerStopsCallingOutAfterCancel(t *testing.T) {
 	s := newStore(t)
 	for round := range 5 {
 		r := createNow(t, s, 1)
-		if _, err := s.Decide(t.Context(), r.ID, "UANA", ActionApprove, "C1", true, time.Now().UTC()); err != nil {
+		if _, err := storeDecide(s, t.Context(), r.ID, "UANA", ActionApprove, "C1", true, time.Now().UTC()); err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(t.Context())
@@ -647,7 +649,7 @@ func TestWorkerStopsCallingOutAfterCancel(t *testing.T) {
 			t.Fatalf("round %d: state %s, want approved (the assignment is still owed)", round, st)
 		}
 		// Leave the request out of the next round's way.
-		if _, err := s.Failed(t.Context(), 0, r.ID, Failure{Message: "test round over"}, time.Now().UTC()); err != nil {
+		if _, err := s.Update(t.Context(), r.ID, 0, func(r *Request) (Transition, error) { return RecordFailure(r, Failure{Message: "test round over"}, time.Now().UTC()) }); err != nil {
 			t.Fatal(err)
 		}
 		for range 10 {

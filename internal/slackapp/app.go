@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,6 +47,9 @@ type App struct {
 	Metrics Metrics
 	// NoticeTimeout bounds one ephemeral notice (default 10s).
 	NoticeTimeout time.Duration
+	// ResponseURLs says which response_url values may be posted to; others
+	// are dropped as they arrive.
+	ResponseURLs ResponseURLs
 
 	notices sync.WaitGroup
 }
@@ -95,7 +99,8 @@ func (a *App) Command(ctx context.Context, cmd slack.SlashCommand) Reply {
 		a.metrics().Command("help")
 		return private(Usage, Escape(name))
 	case CommandCancel:
-		r, err := a.Service.Decide(ctx, parsed.ID, cmd.UserID, approvals.ActionCancel, cmd.ChannelID)
+		// Cancel works from any channel: only the requester can use it.
+		r, err := a.Service.Decide(ctx, approvals.Decision{RequestID: parsed.ID, Actor: cmd.UserID, Action: approvals.ActionCancel})
 		if err != nil {
 			a.metrics().Command("cancel_refused")
 			return private("%s", a.refusal(ctx, log, parsed.ID, approvals.ActionCancel, err))
@@ -110,9 +115,15 @@ func (a *App) Command(ctx context.Context, cmd slack.SlashCommand) Reply {
 		Requester:   cmd.UserID,
 		TeamID:      cmd.TeamID,
 		ChannelID:   cmd.ChannelID,
-		ResponseURL: cmd.ResponseURL,
+		ResponseURL: a.ResponseURLs.filter(cmd.ResponseURL),
 		TriggerID:   cmd.TriggerID,
 	})
+	var tooMany *approvals.TooManyOpenError
+	if errors.As(err, &tooMany) {
+		a.metrics().Command("too_many_open")
+		return private(":warning: You already have %d open requests (%s), and rolegate allows %d at a time, so nothing was requested. "+
+			"Wait for them to be decided, or withdraw one with `%s cancel <id>`.", len(tooMany.Open), requestList(tooMany.Open), tooMany.Limit, Escape(name))
+	}
 	if errors.Is(err, approvals.ErrInvalid) {
 		a.metrics().Command("invalid")
 		return private(":warning: %s. Nothing was requested.", Escape(err.Error()))
@@ -170,14 +181,28 @@ func (a *App) Interaction(ctx context.Context, cb slack.InteractionCallback) {
 		return
 	}
 	log = log.With("request_id", id)
-	r, err := a.Service.Decide(ctx, id, cb.User.ID, action, cb.Channel.ID)
+	r, err := a.Service.Decide(ctx, approvals.Decision{RequestID: id, Actor: cb.User.ID, Action: action, ChannelID: cb.Channel.ID})
 	if err != nil {
 		a.metrics().Decision(string(action), outcome(err))
 		a.notice(cb, a.refusal(ctx, log, id, action, err))
 		return
 	}
+	if r.State == approvals.StateCancelled && action == approvals.ActionDeny {
+		a.metrics().Decision(string(action), "cancelled_by_requester")
+		log.InfoContext(ctx, "The requester withdrew their request with Deny", "request_id", r.ID)
+		return
+	}
 	a.metrics().Decision(string(action), "recorded")
 	log.InfoContext(ctx, "Decision recorded", "action", string(action), "state", string(r.State), "approvals", len(r.Approvals), "required", r.Required)
+}
+
+// requestList renders ids as "#3, #7".
+func requestList(ids []uint64) string {
+	parts := make([]string, len(ids))
+	for i, id := range ids {
+		parts[i] = "#" + strconv.FormatUint(id, 10)
+	}
+	return strings.Join(parts, ", ")
 }
 
 func outcome(err error) string {
@@ -243,8 +268,8 @@ func (a *App) notice(cb slack.InteractionCallback, text string) {
 			}
 			a.metrics().SlackError("chat.postEphemeral", errorCode(err))
 		}
-		if cb.ResponseURL != "" {
-			err = slack.PostWebhookContext(ctx, cb.ResponseURL, &slack.WebhookMessage{ResponseType: "ephemeral", Text: text})
+		if u := a.ResponseURLs.filter(cb.ResponseURL); u != "" {
+			err = slack.PostWebhookContext(ctx, u, &slack.WebhookMessage{ResponseType: "ephemeral", Text: text})
 		}
 		if err != nil {
 			a.log().Warn("Could not send a private notice", "user", cb.User.ID, "channel", cb.Channel.ID, "err", err)

@@ -19,6 +19,8 @@ type Notifier struct {
 	Metrics Metrics
 	// HTTPClient posts to response_url (default http.DefaultClient).
 	HTTPClient *http.Client
+	// ResponseURLs says which response_url values may be posted to.
+	ResponseURLs ResponseURLs
 }
 
 var _ approvals.Notifier = (*Notifier)(nil)
@@ -68,7 +70,7 @@ func (n *Notifier) TellRequester(ctx context.Context, r approvals.Request) error
 	text := fmt.Sprintf(":warning: I could not post request #%d (role %s for group %s in project %s) in <#%s>: %s. "+
 		"Nothing was requested. Invite me to the channel (`/invite @rolegate`) or ask from a channel I am in, then ask again.",
 		r.ID, code(r.RoleID), code(r.GroupID), code(r.ProjectID), Escape(r.ChannelID), Escape(r.Note))
-	if r.ResponseURL != "" && time.Since(r.CreatedAt) < responseURLLife {
+	if n.ResponseURLs.filter(r.ResponseURL) != "" && time.Since(r.CreatedAt) < responseURLLife {
 		client := n.HTTPClient
 		if client == nil {
 			client = http.DefaultClient

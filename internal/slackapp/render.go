@@ -41,8 +41,12 @@ func truncate(s string, n int) string {
 	return s[:cut] + "…"
 }
 
+// mrkdwn is a text object of rolegate's own markup around escaped user and
+// OpenAI text. verbatim keeps Slack from turning bare URLs, #channel or
+// @words in that text into links and mentions; the explicit <@U…> and
+// <!date…> markup rolegate writes itself still renders.
 func mrkdwn(s string) *slack.TextBlockObject {
-	return slack.NewTextBlockObject(slack.MarkdownType, s, false, false)
+	return slack.NewTextBlockObject(slack.MarkdownType, s, false, true)
 }
 
 func plain(s string) *slack.TextBlockObject {
@@ -69,6 +73,17 @@ func user(id string) string {
 }
 
 func code(s string) string { return "`" + Escape(strings.ReplaceAll(s, "`", "'")) + "`" }
+
+// shortID keeps at most n characters of an id, cutting in the middle so
+// both its prefix and its distinctive end stay readable.
+func shortID(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	head := (n - 1) / 2
+	return string(r[:head]) + "…" + string(r[len(r)-(n-1-head):])
+}
 
 // date renders t in each reader's own time zone, with a UTC fallback.
 func date(t time.Time) string {
@@ -127,16 +142,19 @@ func status(r approvals.Request) string {
 // ApprovalBlocks renders the approval message for r's current state. The
 // buttons are there only while r is pending.
 func ApprovalBlocks(r approvals.Request) []slack.Block {
+	facts := []string{
+		"*Requester*\n" + user(r.Requester),
+		"*Project*\n" + code(r.ProjectID),
+		"*Group*\n" + code(r.GroupID),
+		"*Role*\n" + code(r.RoleID),
+		"*Approvals*\n" + votes(r),
+	}
+	if r.State == approvals.StatePending {
+		facts = append(facts, "*Expires*\n"+date(r.ExpiresAt))
+	}
 	blocks := []slack.Block{
 		slack.NewHeaderBlock(plain(fmt.Sprintf("Role assignment request #%d", r.ID))),
-		fields(
-			"*Requester*\n"+user(r.Requester),
-			"*Project*\n"+code(r.ProjectID),
-			"*Group*\n"+code(r.GroupID),
-			"*Role*\n"+code(r.RoleID),
-			"*Approvals*\n"+votes(r),
-			"*Expires*\n"+date(r.ExpiresAt),
-		),
+		fields(facts...),
 		section("*Reason*\n" + quote(Escape(r.Reason))),
 		section(status(r)),
 	}
@@ -145,12 +163,26 @@ func ApprovalBlocks(r approvals.Request) []slack.Block {
 		approve := slack.NewButtonBlockElement(ActionApprove, id, plain("Approve")).WithStyle(slack.StylePrimary)
 		approve.Confirm = slack.NewConfirmationBlockObject(
 			plain("Approve this role assignment?"),
-			mrkdwn(truncate(fmt.Sprintf("Group %s will get role %s in project %s as soon as the approvals are complete.", code(r.GroupID), code(r.RoleID), code(r.ProjectID)), 300)),
+			mrkdwn(confirmText(r)),
 			plain("Approve"), plain("Cancel"))
 		deny := slack.NewButtonBlockElement(ActionDeny, id, plain("Deny")).WithStyle(slack.StyleDanger)
 		blocks = append(blocks, slack.NewActionBlock(decisionBlock, approve, deny))
 	}
 	return blocks
+}
+
+// confirmText is the Approve confirm dialog's text (at most 300
+// characters): ids are shortened in the middle rather than the sentence
+// cut, so the project is never cut away.
+func confirmText(r approvals.Request) string {
+	for _, n := range []int{64, 40, 24, 16} {
+		s := fmt.Sprintf("Group %s will get role %s in project %s as soon as the approvals are complete.",
+			code(shortID(r.GroupID, n)), code(shortID(r.RoleID, n)), code(shortID(r.ProjectID, n)))
+		if len(s) <= 300 {
+			return s
+		}
+	}
+	return truncate(fmt.Sprintf("Group %s gets role %s in project %s.", code(shortID(r.GroupID, 12)), code(shortID(r.RoleID, 12)), code(shortID(r.ProjectID, 12))), 300)
 }
 
 func quote(s string) string {
@@ -170,25 +202,39 @@ func ResultBlocks(r approvals.Request) []slack.Block {
 	switch {
 	case r.State == approvals.StateApplied && r.Assignment != nil:
 		a := r.Assignment
-		head := fmt.Sprintf(":white_check_mark: *Request #%d applied.* Group *%s* now has role *%s* in project %s.",
-			r.ID, Escape(a.Group.Name), Escape(a.Role.Name), code(r.ProjectID))
+		groupName, roleName := "*"+Escape(a.Group.Name)+"*", "*"+Escape(a.Role.Name)+"*"
+		if a.Group.Name == "" {
+			groupName = code(a.Group.ID)
+		}
+		if a.Role.Name == "" {
+			roleName = code(a.Role.ID)
+		}
+		head := fmt.Sprintf(":white_check_mark: *Request #%d applied.* Group %s now has role %s in project %s.",
+			r.ID, groupName, roleName, code(r.ProjectID))
 		if a.AlreadyAssigned {
-			head = fmt.Sprintf(":white_check_mark: *Request #%d applied: role in place.* Group *%s* has role *%s* in project %s. "+
+			head = fmt.Sprintf(":white_check_mark: *Request #%d applied: role in place.* Group %s has role %s in project %s. "+
 				"It was already assigned when rolegate checked (by an earlier attempt whose answer was lost, or by someone else), so it was not assigned again.",
-				r.ID, Escape(a.Group.Name), Escape(a.Role.Name), code(r.ProjectID))
+				r.ID, groupName, roleName, code(r.ProjectID))
 		}
 		desc := a.Role.Description
 		if desc == "" {
 			desc = "(none)"
 		}
+		// What a failed look-up left unknown is left out, never shown as an
+		// empty name or a year-1 date.
+		group := []string{"*Group ID*\n" + code(a.Group.ID)}
+		if a.Group.Name != "" {
+			group = append([]string{"*Group*\n" + Escape(a.Group.Name)}, group...)
+		}
+		if !a.Group.CreatedAt.IsZero() {
+			group = append(group, "*Group created*\n"+date(a.Group.CreatedAt))
+		}
+		if a.Group.Name != "" {
+			group = append(group, "*SCIM-managed*\n"+yesNo(a.Group.SCIMManaged))
+		}
 		blocks := []slack.Block{
 			section(head),
-			fields(
-				"*Group*\n"+Escape(a.Group.Name),
-				"*Group ID*\n"+code(a.Group.ID),
-				"*Group created*\n"+date(a.Group.CreatedAt),
-				"*SCIM-managed*\n"+yesNo(a.Group.SCIMManaged),
-			),
+			fields(group...),
 			fields(
 				"*Role*\n"+Escape(a.Role.Name),
 				"*Role ID*\n"+code(a.Role.ID),

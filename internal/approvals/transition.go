@@ -1,0 +1,187 @@
+package approvals
+
+import (
+	"fmt"
+	"time"
+)
+
+// This file is the core of rolegate: every change a request can undergo, as
+// pure functions of the request as stored and what happened. A Store runs
+// one of them inside a write transaction (so it sees the current state: a
+// compare-and-set), writes the request, appends the Transition's event and
+// queues its jobs, all in that one transaction. Each function changes r only
+// when it returns a Transition with an event.
+
+// Transition is the outcome of a change: the audit event to append and the
+// outgoing work it causes. A zero Event means nothing changed.
+type Transition struct {
+	Event Event
+	Jobs  []JobKind
+}
+
+// Changed reports whether t records a change.
+func (t Transition) Changed() bool { return t.Event.Action != "" }
+
+// Decision is one person's click or command on a pending request.
+type Decision struct {
+	RequestID uint64
+	Actor     string
+	Action    Action // ActionApprove, ActionDeny or ActionCancel
+	// ChannelID is where the click came from; empty for a command (cancel
+	// works from any channel), which only the requester may use.
+	ChannelID string
+	// Reason is a deny's reason.
+	Reason string
+	// Eligible says whether Actor is an approver of the request's rule now.
+	Eligible bool
+	// StillApprovers says, for the approvers who voted before, whether each
+	// is an approver now. A vote missing from it counts (it was cast after
+	// the map was made, by someone eligible then).
+	StillApprovers map[string]bool
+	At             time.Time
+}
+
+// Decide applies d to r. A request found past its expiry is moved to
+// StateExpired and ErrExpired is returned with that transition. The
+// requester's own Deny cancels the request. When the approvals reach the
+// quorum, every vote is counted again against StillApprovers: votes of
+// people no longer approvers are dropped, and the request stays pending
+// unless the quorum still holds.
+func Decide(r *Request, d Decision) (Transition, error) {
+	if d.ChannelID != "" && d.ChannelID != r.ChannelID {
+		return Transition{}, ErrWrongChannel
+	}
+	if r.State != StatePending {
+		return Transition{}, &NotPendingError{Request: *r}
+	}
+	if !d.At.Before(r.ExpiresAt) {
+		return Expire(r, d.At), ErrExpired
+	}
+	action := d.Action
+	if action == ActionDeny && d.Actor == r.Requester {
+		action = ActionCancel // withdrawing one's own request is not a verdict
+	}
+	if d.ChannelID == "" && action != ActionCancel {
+		return Transition{}, fmt.Errorf("%w: only cancel works without the approval message", ErrInvalid)
+	}
+	switch action {
+	case ActionCancel:
+		if d.Actor != r.Requester {
+			return Transition{}, ErrNotRequester
+		}
+		finish(r, StateCancelled, d.Actor, d.At)
+		return Transition{Event: Event{Actor: d.Actor, Action: ActionCancel, At: d.At}, Jobs: []JobKind{JobUpdateApproval}}, nil
+	case ActionApprove:
+		if d.Actor == r.Requester {
+			return Transition{}, ErrSelfApproval
+		}
+		if !d.Eligible {
+			return Transition{}, ErrNotApprover
+		}
+		if r.Approved(d.Actor) {
+			return Transition{}, ErrAlreadyVoted
+		}
+		r.Approvals = append(r.Approvals, Vote{User: d.Actor, At: d.At})
+		detail := ""
+		if len(r.Approvals) >= r.Required {
+			var dropped []string
+			r.Approvals, dropped = recount(r.Approvals, d.StillApprovers)
+			if len(dropped) > 0 {
+				detail = fmt.Sprintf("; no longer approvers, not counted: %v", dropped)
+			}
+		}
+		ev := Event{Actor: d.Actor, Action: ActionApprove, At: d.At, Detail: fmt.Sprintf("%d of %d", len(r.Approvals), r.Required) + detail}
+		if len(r.Approvals) < r.Required {
+			return Transition{Event: ev, Jobs: []JobKind{JobUpdateApproval}}, nil
+		}
+		r.State, r.Decider, r.DecidedAt = StateApproved, d.Actor, d.At
+		return Transition{Event: ev, Jobs: []JobKind{JobUpdateApproval, JobAssign}}, nil
+	case ActionDeny:
+		if !d.Eligible {
+			return Transition{}, ErrNotApprover
+		}
+		finish(r, StateDenied, d.Actor, d.At)
+		r.DenyReason = d.Reason
+		return Transition{Event: Event{Actor: d.Actor, Action: ActionDeny, Detail: d.Reason, At: d.At}, Jobs: []JobKind{JobUpdateApproval}}, nil
+	}
+	return Transition{}, fmt.Errorf("%w: unknown action %q", ErrInvalid, d.Action)
+}
+
+// recount keeps the votes of people who are approvers now.
+func recount(votes []Vote, still map[string]bool) (kept []Vote, dropped []string) {
+	for _, v := range votes {
+		if ok, known := still[v.User]; known && !ok {
+			dropped = append(dropped, v.User)
+			continue
+		}
+		kept = append(kept, v)
+	}
+	return kept, dropped
+}
+
+// Expire ends a pending request whose time ran out.
+func Expire(r *Request, now time.Time) Transition {
+	finish(r, StateExpired, SystemActor, now)
+	return Transition{Event: Event{Actor: SystemActor, Action: ActionExpire, At: now}, Jobs: []JobKind{JobUpdateApproval}}
+}
+
+// Tick does what time alone makes due for r at now (see Request.NextWake):
+// today, expiring a pending request. It returns a zero Transition when
+// nothing is due.
+func Tick(r *Request, now time.Time) Transition {
+	if r.State == StatePending && !now.Before(r.ExpiresAt) {
+		return Expire(r, now)
+	}
+	return Transition{}
+}
+
+func finish(r *Request, s State, actor string, now time.Time) {
+	r.State, r.FinishedAt = s, now
+	if r.DecidedAt.IsZero() {
+		r.Decider, r.DecidedAt = actor, now
+	}
+}
+
+// RecordAssignment records a successful assignment of an approved request.
+func RecordAssignment(r *Request, a Assignment, now time.Time) (Transition, error) {
+	if r.State != StateApproved {
+		return Transition{}, &NotPendingError{Request: *r}
+	}
+	r.Assignment = &a
+	r.State, r.FinishedAt = StateApplied, now
+	detail := "assigned"
+	if a.AlreadyAssigned {
+		detail = "already assigned"
+	}
+	return Transition{Event: Event{Actor: SystemActor, Action: ActionApply, Detail: detail, At: now}, Jobs: []JobKind{JobUpdateApproval, JobPostResult}}, nil
+}
+
+// RecordFailure records that an approved request could not be carried out.
+func RecordFailure(r *Request, f Failure, now time.Time) (Transition, error) {
+	if r.State != StateApproved {
+		return Transition{}, &NotPendingError{Request: *r}
+	}
+	r.Failure = &f
+	r.State, r.FinishedAt = StateFailed, now
+	return Transition{Event: Event{Actor: SystemActor, Action: ActionFail, Detail: f.Message, At: now}, Jobs: []JobKind{JobUpdateApproval, JobPostResult}}, nil
+}
+
+// RecordPosted records the approval message's ts.
+func RecordPosted(r *Request, ts string, now time.Time) (Transition, error) {
+	if r.MessageTS != "" {
+		return Transition{}, nil // already recorded: a repeated delivery
+	}
+	r.MessageTS = ts
+	return Transition{Event: Event{Actor: SystemActor, Action: ActionPosted, Detail: ts, At: now}}, nil
+}
+
+// RecordUnseen ends a pending request whose approval message Slack refused
+// for good, so it does not sit pending where nobody can decide it.
+func RecordUnseen(r *Request, why string, now time.Time) (Transition, error) {
+	if r.State != StatePending {
+		return Transition{}, &NotPendingError{Request: *r}
+	}
+	finish(r, StateCancelled, SystemActor, now)
+	r.Note = "the approval message could not be posted: " + why
+	return Transition{Event: Event{Actor: SystemActor, Action: ActionCancel, Detail: r.Note, At: now}, Jobs: []JobKind{JobTellRequester}}, nil
+}
