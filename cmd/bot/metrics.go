@@ -98,7 +98,7 @@ func (m *metrics) SlackError(method, code string) { m.slackErrors.WithLabelValue
 func (m *metrics) Delivery(kind approvals.JobKind, outcome string) {
 	m.deliveries.WithLabelValues(string(kind), outcome).Inc()
 }
-func (m *metrics) Store(op string)       { m.storeErrors.WithLabelValues(op).Inc() }
+func (m *metrics) Store(op string)        { m.storeErrors.WithLabelValues(op).Inc() }
 func (m *metrics) Quarantine(kind string) { m.quarantined.WithLabelValues(kind).Inc() }
 func (m *metrics) Grant(outcome string, status int) {
 	m.openai.WithLabelValues(outcome, strconv.Itoa(status)).Inc()

@@ -13,12 +13,12 @@ import (
 )
 
 var (
-	bucketRequests   = []byte("requests")   // id → request
-	bucketOpen       = []byte("open")       // id → requester (checking, pending, approved requests only)
-	bucketWakes      = []byte("wakes")      // id → unix nanos of Request.NextWake (when not zero)
-	bucketOutbox     = []byte("outbox")     // seq → job (Slack messages)
-	bucketCalls      = []byte("calls")      // seq → job calling OpenAI; seq shared with outbox
-	bucketAudit      = []byte("audit")      // seq → event
+	bucketRequests   = []byte("requests") // id → request
+	bucketOpen       = []byte("open")     // id → requester (checking, pending, approved requests only)
+	bucketWakes      = []byte("wakes")    // id → unix nanos of Request.NextWake (when not zero)
+	bucketOutbox     = []byte("outbox")   // seq → job (Slack messages)
+	bucketCalls      = []byte("calls")    // seq → job calling OpenAI; seq shared with outbox
+	bucketAudit      = []byte("audit")    // seq → event
 	bucketAuditIdx   = []byte("audit_by_request")
 	bucketTriggers   = []byte("triggers")   // trigger_id → request id + created_at
 	bucketQuarantine = []byte("quarantine") // kind/key → record that could not be decoded

@@ -637,7 +637,9 @@ func TestList(t *testing.T) {
 		if p, a, err := countOpen(s, t.Context()); err != nil || p != 2 || a != 2 {
 			t.Errorf("CountOpen = %d pending, %d approved, %v; want 2, 2", p, a, err)
 		}
-		if _, err := s.Update(t.Context(), 4, 0, func(r *Request) (Transition, error) { return RecordAssignment(r, assignmentFor(Target{}, false), t0.Add(3*time.Minute)) }); err != nil {
+		if _, err := s.Update(t.Context(), 4, 0, func(r *Request) (Transition, error) {
+			return RecordAssignment(r, assignmentFor(Target{}, false), t0.Add(3*time.Minute))
+		}); err != nil {
 			t.Fatal(err)
 		}
 		rs, _ = s.List(t.Context(), ListOptions{State: StateApproved})

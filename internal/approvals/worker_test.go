@@ -514,10 +514,14 @@ func TestWorkerNeverReassignsFinishedRequest(t *testing.T) {
 		want   State
 	}{
 		{"applied", func(ctx context.Context, s *BoltStore, r Request) (Request, error) {
-			return s.Update(ctx, r.ID, 0, func(r *Request) (Transition, error) { return RecordAssignment(r, assignmentFor(r.Target, false), time.Now().UTC()) })
+			return s.Update(ctx, r.ID, 0, func(r *Request) (Transition, error) {
+				return RecordAssignment(r, assignmentFor(r.Target, false), time.Now().UTC())
+			})
 		}, StateApplied},
 		{"failed", func(ctx context.Context, s *BoltStore, r Request) (Request, error) {
-			return s.Update(ctx, r.ID, 0, func(r *Request) (Transition, error) { return RecordFailure(r, Failure{Status: 403, Message: "forbidden"}, time.Now().UTC()) })
+			return s.Update(ctx, r.ID, 0, func(r *Request) (Transition, error) {
+				return RecordFailure(r, Failure{Status: 403, Message: "forbidden"}, time.Now().UTC())
+			})
 		}, StateFailed},
 	}
 	for _, tt := range tests {
@@ -649,7 +653,9 @@ func TestWorkerStopsCallingOutAfterCancel(t *testing.T) {
 			t.Fatalf("round %d: state %s, want approved (the assignment is still owed)", round, st)
 		}
 		// Leave the request out of the next round's way.
-		if _, err := s.Update(t.Context(), r.ID, 0, func(r *Request) (Transition, error) { return RecordFailure(r, Failure{Message: "test round over"}, time.Now().UTC()) }); err != nil {
+		if _, err := s.Update(t.Context(), r.ID, 0, func(r *Request) (Transition, error) {
+			return RecordFailure(r, Failure{Message: "test round over"}, time.Now().UTC())
+		}); err != nil {
 			t.Fatal(err)
 		}
 		for range 10 {
