@@ -72,11 +72,11 @@ type Client struct {
 	projectRoles sdk.AdminOrganizationProjectRoleService
 	pageSize     int64
 	dryRun       bool
-	host      string        // where errors say we tried to go
-	timeout   time.Duration // reported in timeout messages
-	key       string        // kept only to scrub it from messages
-	now       func() time.Time
-	configErr *approvals.GrantError // set when cfg cannot work; every call returns it
+	host         string        // where errors say we tried to go
+	timeout      time.Duration // reported in timeout messages
+	key          string        // kept only to scrub it from messages
+	now          func() time.Time
+	configErr    *approvals.GrantError // set when cfg cannot work; every call returns it
 }
 
 var _ approvals.Granter = (*Client)(nil)
