@@ -40,6 +40,10 @@ type Assignment struct {
 	Group           Group
 	Role            Role
 	AlreadyAssigned bool
+	// DryRun is true when the Granter runs in dry-run mode: nothing was
+	// POSTed, and the assignment is what would have been made (group and
+	// role as OpenAI describes them now).
+	DryRun bool
 }
 
 // Failure is an error reported by the OpenAI API, kept verbatim so it can be

@@ -27,8 +27,8 @@ const DefaultBaseURL = "https://api.openai.com/v1"
 // DefaultTimeout bounds one HTTP call when Config.Timeout is zero.
 const DefaultTimeout = 10 * time.Second
 
-// listPageSize is the page size for listing a group's roles; 100 keeps a
-// typical group to one call while staying well under the API's 1000 cap.
+// listPageSize is the page size of every list call; 100 keeps a typical
+// group to one call and is the most the projects list allows.
 const listPageSize = 100
 
 // maxListPages stops a server that keeps answering has_more from holding an
@@ -53,19 +53,30 @@ type Config struct {
 	// HTTPClient, when set, carries every call. Its own Timeout, if any,
 	// applies on top of Timeout.
 	HTTPClient *http.Client
+	// DryRun makes Assign and Revoke do every read-only call but never
+	// POST or DELETE; their results say DryRun and what would have been
+	// done.
+	DryRun bool
+	// PageSize is how many items each list call asks for, listPageSize
+	// when zero; at most 100 (the projects list's cap). Tests set it small
+	// to exercise paging.
+	PageSize int
 }
 
 // Client assigns project roles to groups with the OpenAI Admin API. It is
 // safe for concurrent use.
 type Client struct {
-	roles     sdk.AdminOrganizationProjectGroupRoleService
-	groups    sdk.AdminOrganizationGroupService
-	projects  sdk.AdminOrganizationProjectService
-	host      string        // where errors say we tried to go
-	timeout   time.Duration // reported in timeout messages
-	key       string        // kept only to scrub it from messages
-	now       func() time.Time
-	configErr *approvals.GrantError // set when cfg cannot work; every call returns it
+	roles        sdk.AdminOrganizationProjectGroupRoleService
+	groups       sdk.AdminOrganizationGroupService
+	projects     sdk.AdminOrganizationProjectService
+	projectRoles sdk.AdminOrganizationProjectRoleService
+	pageSize     int64
+	dryRun       bool
+	host         string        // where errors say we tried to go
+	timeout      time.Duration // reported in timeout messages
+	key          string        // kept only to scrub it from messages
+	now          func() time.Time
+	configErr    *approvals.GrantError // set when cfg cannot work; every call returns it
 }
 
 var _ approvals.Granter = (*Client)(nil)
@@ -82,9 +93,12 @@ var _ approvals.Granter = (*Client)(nil)
 // the admin service directly (openai.NewAdminService reads no environment),
 // so only cfg decides where requests go and what they carry.
 func New(cfg Config) *Client {
-	c := &Client{key: cfg.AdminKey, timeout: cfg.Timeout, now: time.Now}
+	c := &Client{key: cfg.AdminKey, timeout: cfg.Timeout, now: time.Now, dryRun: cfg.DryRun, pageSize: listPageSize}
 	if c.timeout <= 0 {
 		c.timeout = DefaultTimeout
+	}
+	if cfg.PageSize > 0 {
+		c.pageSize = int64(min(cfg.PageSize, listPageSize))
 	}
 	base := cfg.BaseURL
 	if base == "" {
@@ -133,6 +147,7 @@ func New(cfg Config) *Client {
 	c.roles = admin.Organization.Projects.Groups.Roles
 	c.groups = admin.Organization.Groups
 	c.projects = admin.Organization.Projects
+	c.projectRoles = admin.Organization.Projects.Roles
 	return c
 }
 
@@ -143,6 +158,13 @@ func New(cfg Config) *Client {
 // assignment; when that fails with a permanent 4xx it lists once more and
 // reports success if the role is now there (an earlier ambiguous attempt,
 // or someone else, assigned it).
+//
+// A 2xx answer is checked, not trusted: one naming another group or role
+// than asked is success only if a fresh list shows the group holding the
+// role (reported AlreadyAssigned); otherwise it is a permanent failure
+// saying what OpenAI answered. In dry-run mode nothing is POSTed: the
+// result is the assignment that would be made (role from the project's
+// roles, group from its look-up) with DryRun set.
 //
 // Failures are *approvals.GrantError wrapped with the failing step (use
 // errors.As). Ids outside [A-Za-z0-9_-]{1,128} are refused before any call.
@@ -157,7 +179,12 @@ func (c *Client) Assign(ctx context.Context, t approvals.Target) (approvals.Assi
 		return approvals.Assignment{}, err
 	}
 	if found {
-		return c.existing(ctx, t, role)
+		a, err := c.existing(ctx, t, role)
+		a.DryRun = c.dryRun && err == nil
+		return a, err
+	}
+	if c.dryRun {
+		return c.wouldAssign(ctx, t)
 	}
 
 	var resp *http.Response
@@ -165,7 +192,10 @@ func (c *Client) Assign(ctx context.Context, t approvals.Target) (approvals.Assi
 		sdk.AdminOrganizationProjectGroupRoleNewParams{RoleID: t.RoleID},
 		option.WithResponseInto(&resp))
 	if err == nil && res != nil {
-		return assignmentFromNew(res), nil
+		if res.Group.ID == t.GroupID && res.Role.ID == t.RoleID {
+			return assignmentFromNew(res), nil
+		}
+		return c.mismatched(ctx, t, res, resp)
 	}
 	if err == nil {
 		err = errors.New("empty response body") // a 2xx without a body: cannot confirm
@@ -180,12 +210,18 @@ func (c *Client) Assign(ctx context.Context, t approvals.Target) (approvals.Assi
 
 	// A permanent 4xx may mean "already assigned" (the API does not say
 	// what a repeated assignment returns), so look again before failing.
-	role, found, err = c.findAssigned(ctx, t)
+	return c.recheck(ctx, t, postErr)
+}
+
+// recheck lists the group's roles after a POST that did not confirm the
+// assignment: the role being there is success (AlreadyAssigned); otherwise
+// postErr stands. A list that fails temporarily makes the whole answer
+// temporary: failing for good could mark an applied grant as failed.
+func (c *Client) recheck(ctx context.Context, t approvals.Target, postErr *approvals.GrantError) (approvals.Assignment, error) {
+	role, found, err := c.findAssigned(ctx, t)
 	if err != nil {
 		var ge *approvals.GrantError
 		if errors.As(err, &ge) && ge.Temporary {
-			// Cannot tell whether the role is there: failing for good could
-			// mark an applied grant as failed, so let the worker retry.
 			return approvals.Assignment{}, fmt.Errorf("assign role: %s; recheck %w", postErr.Error(), err)
 		}
 		if ctx.Err() != nil {
@@ -197,6 +233,39 @@ func (c *Client) Assign(ctx context.Context, t approvals.Target) (approvals.Assi
 		return approvals.Assignment{}, fmt.Errorf("assign role: %w", postErr)
 	}
 	return c.existing(ctx, t, role)
+}
+
+// mismatched handles a 2xx whose body names another group or role than
+// asked. Whatever OpenAI did, only the list can say whether the asked
+// assignment exists.
+func (c *Client) mismatched(ctx context.Context, t approvals.Target, res *sdk.AdminOrganizationProjectGroupRoleNewResponse, resp *http.Response) (approvals.Assignment, error) {
+	ge := permanent(fmt.Sprintf("OpenAI answered the assignment with group %s and role %s instead of the asked group %s and role %s; the assignment is not confirmed",
+		quoteShort(res.Group.ID), quoteShort(res.Role.ID), quoteShort(t.GroupID), quoteShort(t.RoleID)))
+	if resp != nil {
+		ge.Failure.Status = resp.StatusCode
+		ge.Failure.RequestID = resp.Header.Get("x-request-id")
+	}
+	return c.recheck(ctx, t, ge)
+}
+
+// wouldAssign is the dry-run result: the assignment as it would be made,
+// read from the project's roles and the group, with nothing POSTed.
+func (c *Client) wouldAssign(ctx context.Context, t approvals.Target) (approvals.Assignment, error) {
+	roles, err := c.ProjectRoles(ctx, t.ProjectID)
+	if err != nil {
+		return approvals.Assignment{}, fmt.Errorf("assign role (dry run): %w", err)
+	}
+	i := slices.IndexFunc(roles, func(r approvals.Role) bool { return r.ID == t.RoleID })
+	if i < 0 {
+		return approvals.Assignment{}, fmt.Errorf("assign role (dry run): %w", permanent(fmt.Sprintf(
+			"role %s is not a role of project %s", quoteShort(t.RoleID), quoteShort(t.ProjectID))))
+	}
+	var resp *http.Response
+	g, err := c.groups.Get(ctx, t.GroupID, option.WithResponseInto(&resp))
+	if err != nil {
+		return approvals.Assignment{}, fmt.Errorf("assign role (dry run): %w", c.failID(ctx, "get group", err, resp))
+	}
+	return approvals.Assignment{Group: groupFrom(g), Role: roles[i], DryRun: true}, nil
 }
 
 // Check makes one read-only admin call (list projects, limit 1) to show
@@ -217,51 +286,21 @@ func (c *Client) Check(ctx context.Context) error {
 
 // ready reports why no call should be made for t.
 func (c *Client) ready(t approvals.Target) error {
-	if c.configErr != nil {
-		return c.configErr
-	}
-	for _, f := range []struct{ name, id string }{
-		{"project", t.ProjectID}, {"group", t.GroupID}, {"role", t.RoleID},
-	} {
-		if !validID.MatchString(f.id) {
-			return permanent(fmt.Sprintf("invalid %s id %s: use 1 to 128 letters, digits, '_' or '-'", f.name, quoteShort(f.id)))
-		}
-	}
-	return nil
+	return c.readyIDs(idArg{"project", t.ProjectID}, idArg{"group", t.GroupID}, idArg{"role", t.RoleID})
 }
 
 // findAssigned pages through the group's roles in the project looking for
-// t.RoleID.
+// t.RoleID, stopping at the page that has it.
 func (c *Client) findAssigned(ctx context.Context, t approvals.Target) (approvals.Role, bool, error) {
-	params := sdk.AdminOrganizationProjectGroupRoleListParams{Limit: sdk.Int(listPageSize)}
-	for range maxListPages {
-		var resp *http.Response
-		page, err := c.roles.List(ctx, t.ProjectID, t.GroupID, params, option.WithResponseInto(&resp))
-		if err != nil {
-			return approvals.Role{}, false, c.fail(ctx, "list group roles", err, resp)
+	var role approvals.Role
+	found := false
+	err := c.groupRoles(ctx, t.ProjectID, t.GroupID, func(r approvals.Role) bool {
+		if r.ID == t.RoleID {
+			role, found = r, true
 		}
-		for _, it := range page.Data {
-			if it.ID == t.RoleID {
-				return roleFromListItem(it), true, nil
-			}
-		}
-		if !page.HasMore || len(page.Data) == 0 {
-			return approvals.Role{}, false, nil
-		}
-		next := page.Next
-		if next == "" {
-			// The spec promises next with has_more; fall back to the
-			// after=<last id> convention of the older list endpoints.
-			next = page.Data[len(page.Data)-1].ID
-		}
-		if next == params.After.Value {
-			return approvals.Role{}, false, fmt.Errorf("list group roles: %w",
-				temporary("the API returned the same page cursor twice"))
-		}
-		params.After = sdk.String(next)
-	}
-	return approvals.Role{}, false, fmt.Errorf("list group roles: %w",
-		temporary(fmt.Sprintf("more than %d pages of roles", maxListPages)))
+		return !found
+	})
+	return role, found, err
 }
 
 // existing builds the result for a role the group already holds; the list
@@ -280,7 +319,7 @@ func (c *Client) existing(ctx context.Context, t approvals.Target, role approval
 		}
 		return approvals.Assignment{}, err
 	}
-	a.Group = approvals.Group{ID: g.ID, Name: g.Name, CreatedAt: unixTime(g.CreatedAt), SCIMManaged: g.IsScimManaged}
+	a.Group = groupFrom(g)
 	return a, nil
 }
 

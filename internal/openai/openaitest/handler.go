@@ -1,6 +1,7 @@
 package openaitest
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -42,6 +43,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rt := route(r)
 	rec.Op = rt.op
+	s.noteArrival(rt.op)
 
 	var body []byte
 	if rt.op == OpAssign {
@@ -106,8 +108,18 @@ func (s *Server) serve(r *http.Request, rt routed, body []byte, auth string) rep
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if f := s.takeFault(rt.op); f != nil {
-		if f.AfterActing && rt.op == OpAssign {
-			_ = s.assignRole(rt, body)
+		var acted reply
+		switch {
+		case f.AfterActing && rt.op == OpAssign:
+			acted = s.assignRole(rt, body)
+		case f.AfterActing && rt.op == OpUnassign:
+			acted = s.unassign(rt)
+		}
+		if f.Status == http.StatusOK && rt.op == OpAssign {
+			if acted.status != 0 && acted.status != http.StatusOK {
+				return acted // the POST itself was invalid
+			}
+			return s.misanswer(rt, body, *f)
 		}
 		return faultReply(*f)
 	}
@@ -115,6 +127,11 @@ func (s *Server) serve(r *http.Request, rt routed, body []byte, auth string) rep
 	switch rt.op {
 	case OpListProjects:
 		return s.listProjects(q)
+	case OpGetProject:
+		if p := s.project(rt.project); p != nil {
+			return ok(projectJSON(p))
+		}
+		return notFound("project", rt.project)
 	case OpListGroups:
 		return s.listGroups(q)
 	case OpGetGroup:
@@ -126,21 +143,24 @@ func (s *Server) serve(r *http.Request, rt routed, body []byte, auth string) rep
 		return s.listProjectRoles(rt, q)
 	case OpListGroupRoles:
 		return s.listGroupRoles(rt, q)
-	case OpAssign:
-		if s.dropBefore > 0 {
-			s.dropBefore--
+	case OpAssign, OpUnassign:
+		if s.dropBefore[rt.op] > 0 {
+			s.dropBefore[rt.op]--
 			return reply{drop: true}
 		}
-		rep := s.assignRole(rt, body)
-		if s.dropAfter > 0 {
-			s.dropAfter--
+		var rep reply
+		if rt.op == OpAssign {
+			rep = s.assignRole(rt, body)
+		} else {
+			rep = s.unassign(rt)
+		}
+		if s.dropAfter[rt.op] > 0 {
+			s.dropAfter[rt.op]--
 			rep.drop = true
 		}
 		return rep
 	case OpGetGroupRole:
 		return s.getGroupRole(rt)
-	case OpUnassign:
-		return s.unassign(rt)
 	}
 	return errorReply(http.StatusNotFound, "invalid_request_error", "",
 		fmt.Sprintf("Invalid URL (%s %s)", r.Method, r.URL.EscapedPath()), "")
@@ -272,8 +292,30 @@ func (s *Server) assignRole(rt routed, body []byte) reply {
 		return errorReply(http.StatusBadRequest, "invalid_request_error", "role_already_assigned",
 			fmt.Sprintf("Group '%s' already has role '%s' in project '%s'.", rt.group, roleID, rt.project), "role_id")
 	}
-	g := s.group(rt.group)
-	return ok(map[string]any{
+	return ok(groupRoleJSON(s.group(rt.group), role))
+}
+
+// misanswer is a 200 to an assignment POST naming the fault's group or
+// role instead of the asked ones. Unknown ids get a plausible summary.
+func (s *Server) misanswer(rt routed, body []byte, f Fault) reply {
+	var req struct {
+		RoleID string `json:"role_id"`
+	}
+	_ = json.Unmarshal(body, &req)
+	gid, rid := cmp.Or(f.AnswerGroupID, rt.group), cmp.Or(f.AnswerRoleID, req.RoleID)
+	g := s.group(gid)
+	if g == nil {
+		g = &Group{ID: gid, Name: gid, CreatedAt: seedTime}
+	}
+	r := s.role(rt.project, rid)
+	if r == nil {
+		r = &Role{ID: rid, Name: rid, Permissions: []string{}, ResourceType: "api.project"}
+	}
+	return ok(groupRoleJSON(g, r))
+}
+
+func groupRoleJSON(g *Group, r *Role) map[string]any {
+	return map[string]any{
 		"object": "group.role",
 		"group": map[string]any{
 			"object":       "group",
@@ -282,8 +324,8 @@ func (s *Server) assignRole(rt routed, body []byte) reply {
 			"created_at":   g.CreatedAt.Unix(),
 			"scim_managed": g.SCIMManaged,
 		},
-		"role": roleJSON(role),
-	})
+		"role": roleJSON(r),
+	}
 }
 
 func (s *Server) getGroupRole(rt routed) reply {
@@ -337,6 +379,19 @@ func (s *Server) takeFault(op Op) *Fault {
 		return &c
 	}
 	return nil
+}
+
+// noteArrival counts a request to op and, for an unassignment DELETE, wakes
+// waiters.
+func (s *Server) noteArrival(op Op) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls[op]++
+	if op == OpUnassign {
+		s.deletes++
+		close(s.delSignal)
+		s.delSignal = make(chan struct{})
+	}
 }
 
 // noteAssignPOST counts an arriving assignment POST, wakes waiters and
@@ -408,6 +463,8 @@ func route(r *http.Request) routed {
 	switch {
 	case len(segs) == 2 && segs[0] == "organization" && segs[1] == "projects" && get:
 		return routed{op: OpListProjects}
+	case len(segs) == 3 && segs[0] == "organization" && segs[1] == "projects" && get:
+		return routed{op: OpGetProject, project: segs[2]}
 	case len(segs) == 2 && segs[0] == "organization" && segs[1] == "groups" && get:
 		return routed{op: OpListGroups}
 	case len(segs) == 3 && segs[0] == "organization" && segs[1] == "groups" && get:

@@ -52,6 +52,7 @@ type Op string
 const (
 	AnyOp              Op = ""
 	OpListProjects     Op = "list-projects"                       // GET /organization/projects
+	OpGetProject       Op = "retrieve-project"                    // GET /organization/projects/{project_id}
 	OpListGroups       Op = "list-groups"                         // GET /organization/groups
 	OpGetGroup         Op = "retrieve-group"                      // GET /organization/groups/{group_id}
 	OpListProjectRoles Op = "list-project-roles"                  // GET /projects/{project_id}/roles
@@ -119,10 +120,15 @@ type Fault struct {
 	// Message, Type and Code fill the error body; a plausible default for
 	// Status is used when empty. Code "" is sent as null.
 	Message, Type, Code string
-	// AfterActing, for an assignment POST, makes the fake carry the
-	// assignment out (when valid) before answering with the fault: the 5xx
-	// (or any status) a caller gets although the server acted.
+	// AfterActing, for an assignment POST or DELETE, makes the fake carry
+	// it out (when valid) before answering with the fault: the 5xx (or any
+	// status) a caller gets although the server acted.
 	AfterActing bool
+	// AnswerGroupID and AnswerRoleID, for an assignment POST with Status
+	// 200, make the fake answer success naming this group or role instead
+	// of the ones asked (empty: the asked one). The asked assignment is
+	// made only with AfterActing. It is the answer a caller must not trust.
+	AnswerGroupID, AnswerRoleID string
 }
 
 type fault struct {
@@ -151,12 +157,15 @@ type Server struct {
 	assignments map[string][]assigned // project id + "\x00" + group id → roles held
 	faults      []*fault
 	delays      map[Op]time.Duration
-	dropBefore  int
-	dropAfter   int
+	dropBefore  map[Op]int
+	dropAfter   map[Op]int
 	staleLists  int
 	refusal     *Fault
 	posts       int
 	postSignal  chan struct{} // closed and replaced on every assign POST
+	deletes     int
+	delSignal   chan struct{} // closed and replaced on every unassign DELETE
+	calls       map[Op]int    // requests that arrived, by endpoint
 	requests    []Recorded
 	onAssign    func(t approvals.Target, at time.Time)
 	onServed    func(rec Recorded)
@@ -179,6 +188,10 @@ func New(adminKey string) *Server {
 		assignments: map[string][]assigned{},
 		delays:      map[Op]time.Duration{},
 		postSignal:  make(chan struct{}),
+		delSignal:   make(chan struct{}),
+		calls:       map[Op]int{},
+		dropBefore:  map[Op]int{},
+		dropAfter:   map[Op]int{},
 	}
 	s.projects = append(s.projects, &Project{ID: DefaultProjectID, Name: "Project example", CreatedAt: seedTime})
 	s.groups = append(s.groups,
@@ -402,18 +415,25 @@ func (s *Server) SetDelayOp(op Op, d time.Duration) {
 // DropAfterActing makes the next n assignment POSTs take effect (when
 // valid) and then close the connection without answering, the case where
 // the caller cannot know whether it worked.
-func (s *Server) DropAfterActing(n int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.dropAfter = n
-}
+func (s *Server) DropAfterActing(n int) { s.DropAfterActingOp(OpAssign, n) }
 
 // DropBeforeActing makes the next n assignment POSTs close the connection
 // without answering and without acting.
-func (s *Server) DropBeforeActing(n int) {
+func (s *Server) DropBeforeActing(n int) { s.DropBeforeActingOp(OpAssign, n) }
+
+// DropAfterActingOp is DropAfterActing for op: OpAssign or OpUnassign (the
+// DELETE then removes the assignment before the connection is closed).
+func (s *Server) DropAfterActingOp(op Op, n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.dropBefore = n
+	s.dropAfter[op] = n
+}
+
+// DropBeforeActingOp is DropBeforeActing for op: OpAssign or OpUnassign.
+func (s *Server) DropBeforeActingOp(op Op, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dropBefore[op] = n
 }
 
 // StaleListNext makes the next n lists of a group's roles in a project
@@ -487,6 +507,40 @@ func (s *Server) WaitAssignPOSTs(ctx context.Context, n int) error {
 			return fmt.Errorf("wait for %d assign POSTs, saw %d: %w", n, got, ctx.Err())
 		}
 	}
+}
+
+// RevokeDELETEs counts unassignment DELETEs that arrived, whatever was
+// answered.
+func (s *Server) RevokeDELETEs() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.deletes
+}
+
+// WaitRevokeDELETEs blocks until at least n unassignment DELETEs arrived or
+// ctx ends.
+func (s *Server) WaitRevokeDELETEs(ctx context.Context, n int) error {
+	for {
+		s.mu.Lock()
+		got, ch := s.deletes, s.delSignal
+		s.mu.Unlock()
+		if got >= n {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %d revoke DELETEs, saw %d: %w", n, got, ctx.Err())
+		}
+	}
+}
+
+// Calls counts the requests to op that arrived (AnyOp: to unknown paths),
+// whatever was answered, so a test can bound how often a caller lists.
+func (s *Server) Calls(op Op) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[op]
 }
 
 // Requests returns every request received so far, in the order they were

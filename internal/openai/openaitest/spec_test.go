@@ -272,6 +272,20 @@ func TestFakeFollowsSpec(t *testing.T) {
 	}
 	_, err = admin.Organization.Projects.List(ctx, sdk.AdminOrganizationProjectListParams{IncludeArchived: sdk.Bool(true)})
 	want("list projects with archived", 200, err)
+	pa, err := admin.Organization.Projects.List(ctx, sdk.AdminOrganizationProjectListParams{IncludeArchived: sdk.Bool(false), Limit: sdk.Int(100)})
+	want("list projects without archived", 200, err)
+	if err == nil && slices.ContainsFunc(pa.Data, func(p sdk.Project) bool { return p.ID == "proj_old" }) {
+		t.Errorf("include_archived=false lists the archived project: %+v", pa.Data)
+	}
+	old, err := admin.Organization.Projects.Get(ctx, "proj_old")
+	want("get archived project", 200, err)
+	if err == nil && (old.Status != "archived" || old.ArchivedAt == 0 || old.Name != "Archived project") {
+		t.Errorf("archived project = %+v", old)
+	}
+	_, err = admin.Organization.Projects.Get(ctx, "proj_abc")
+	want("get active project", 200, err)
+	_, err = admin.Organization.Projects.Get(ctx, "proj_nope")
+	want("get unknown project", 404, err)
 
 	// Groups.
 	g1, err := admin.Organization.Groups.List(ctx, sdk.AdminOrganizationGroupListParams{Limit: sdk.Int(2), Order: sdk.AdminOrganizationGroupListParamsOrderDesc})
@@ -380,6 +394,43 @@ func TestFakeFollowsSpec(t *testing.T) {
 		t.Errorf("after a dropped POST the fake holds %v, want [role_01]: it acts before dropping", got)
 	}
 
+	// An assignment answered 200 for another group and role than asked.
+	fake.Inject(1, openaitest.Fault{Op: openaitest.OpAssign, Status: 200, AnswerGroupID: "group_02", AnswerRoleID: "role_02"})
+	mis, err := roles.New(ctx, "proj_abc", "group_01", sdk.AdminOrganizationProjectGroupRoleNewParams{RoleID: "role_01"})
+	want("mismatched assign answer", 200, err)
+	if err == nil && (mis.Group.ID != "group_02" || mis.Role.ID != "role_02") {
+		t.Errorf("mismatched answer = %+v, want group_02/role_02", mis)
+	}
+
+	// Faults on the DELETE.
+	fake.AddAssignment("proj_abc", "group_02", "role_01")
+	fake.RateLimitNextOp(openaitest.OpUnassign, 1, 3*time.Second)
+	_, err = roles.Delete(ctx, "proj_abc", "group_02", "role_01")
+	want("rate-limited unassign", 429, err)
+	fake.Inject(1, openaitest.Fault{Op: openaitest.OpUnassign, Status: 502})
+	_, err = roles.Delete(ctx, "proj_abc", "group_02", "role_01")
+	want("unassign 502", 502, err)
+	fake.DropBeforeActingOp(openaitest.OpUnassign, 1)
+	if _, err = roles.Delete(ctx, "proj_abc", "group_02", "role_01"); err == nil {
+		t.Error("dropped unassign: got an answer, want a connection error")
+	}
+	if got := fake.Assignments("proj_abc", "group_02"); !slices.Equal(got, []string{"role_01"}) {
+		t.Errorf("after DELETEs that failed before acting the fake holds %v, want [role_01]", got)
+	}
+	fake.DropAfterActingOp(openaitest.OpUnassign, 1)
+	if _, err = roles.Delete(ctx, "proj_abc", "group_02", "role_01"); err == nil {
+		t.Error("dropped unassign after acting: got an answer, want a connection error")
+	}
+	if got := fake.Assignments("proj_abc", "group_02"); len(got) != 0 {
+		t.Errorf("after a DELETE dropped after acting the fake holds %v, want nothing", got)
+	}
+	if n := fake.RevokeDELETEs(); n != 6 {
+		t.Errorf("RevokeDELETEs = %d, want 6 (every arrival counts)", n)
+	}
+	if n := fake.Calls(openaitest.OpGetProject); n != 3 {
+		t.Errorf("Calls(OpGetProject) = %d, want 3", n)
+	}
+
 	// Authentication.
 	_, err = bad.Organization.Groups.Get(ctx, "group_01")
 	want("wrong key", 401, err)
@@ -432,13 +483,14 @@ func TestFakeFollowsSpec(t *testing.T) {
 	}
 	// Coverage: every endpoint answered 200, and the error paths ran.
 	for _, k := range []string{
-		"list-projects 200", "list-groups 200", "retrieve-group 200", "list-project-roles 200",
+		"list-projects 200", "retrieve-project 200", "retrieve-project 404", "list-groups 200", "retrieve-group 200", "list-project-roles 200",
 		"list-project-group-role-assignments 200", "assign-project-group-role 200",
 		"retrieve-project-group-role 200", "unassign-project-group-role 200",
 		"list-project-group-role-assignments 429", "assign-project-group-role 429", "list-projects 429",
 		"assign-project-group-role 500", "retrieve-group 503", "retrieve-project-group-role 403",
 		"assign-project-group-role 400", "retrieve-group 401", "retrieve-group 404",
 		"unassign-project-group-role 404", "assign-project-group-role 0", " 404",
+		"unassign-project-group-role 429", "unassign-project-group-role 502", "unassign-project-group-role 0",
 	} {
 		if !seen[k] {
 			t.Errorf("session never produced %q", k)
