@@ -158,7 +158,7 @@ func slackClient(cfg *Config) *slack.Client {
 func newLogger(cfg *Config, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
-	secrets := []string{cfg.SlackBotToken, cfg.SlackAppToken, cfg.SlackSigningSecret, cfg.OpenAIAdminKey}
+	secrets := cfg.secrets()
 	scrub := strings.NewReplacer(replacerPairs(secrets)...)
 	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
 		switch a.Value.Kind() {
