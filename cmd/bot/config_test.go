@@ -112,7 +112,8 @@ func TestRunRefusesToStartWithOneLinePerProblem(t *testing.T) {
 	if err == nil {
 		t.Fatal("run started without OPENAI_ADMIN_KEY")
 	}
-	if !strings.Contains(stderr.String(), "OPENAI_ADMIN_KEY: is required but not set") {
+	if !strings.Contains(stderr.String(), "OPENAI_ADMIN_KEY: is required but not set") ||
+		!strings.Contains(stderr.String(), "rolegate: 1 problem in the configuration:\n") {
 		t.Fatalf("stderr = %q", stderr.String())
 	}
 }
@@ -152,6 +153,14 @@ func TestLoadConfigReportsEveryProblemAtOnce(t *testing.T) {
 		if strings.Contains(err.Error(), value) {
 			t.Errorf("the error shows the value %q:\n%s", value, err)
 		}
+	}
+
+	var stdout, stderr bytes.Buffer
+	if run(t.Context(), nil, envFrom(env), &stdout, &stderr) == nil {
+		t.Fatal("run started with a bad configuration")
+	}
+	if !strings.HasPrefix(stderr.String(), "rolegate: 7 problems in the configuration:\n") {
+		t.Errorf("stderr = %q", stderr.String())
 	}
 }
 
