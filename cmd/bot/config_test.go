@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -335,5 +337,43 @@ func TestLoggerBlanksTheDatabaseURL(t *testing.T) {
 	log.Error("connecting", "url", cfg.DatabaseURL, "detail", "password authentication failed for s3cret-db-password")
 	if strings.Contains(out.String(), "s3cret-db-password") {
 		t.Fatalf("log shows the database password: %s", out.String())
+	}
+}
+
+// TestListenErrorNamesROLEGATE_ADDR: a port already taken stops the bot with
+// a line that says which variable to change.
+func TestListenErrorNamesROLEGATE_ADDR(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	env := baseEnv()
+	env["ROLEGATE_ADDR"] = ln.Addr().String()
+	env["ROLEGATE_DB"] = filepath.Join(t.TempDir(), "rolegate.db")
+	var stdout, stderr bytes.Buffer
+	err = run(t.Context(), nil, envFrom(env), &stdout, &stderr)
+	if err == nil {
+		t.Fatal("bot served on a port another listener holds")
+	}
+	if !strings.Contains(err.Error(), "ROLEGATE_ADDR "+ln.Addr().String()) {
+		t.Errorf("returned error %q does not name ROLEGATE_ADDR and the address", err)
+	}
+	var line struct {
+		Level string `json:"level"`
+		Msg   string `json:"msg"`
+		Addr  string `json:"addr"`
+		Err   string `json:"err"`
+	}
+	for _, l := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		if err := json.Unmarshal([]byte(l), &line); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		if line.Level == "ERROR" {
+			break
+		}
+	}
+	if line.Level != "ERROR" || !strings.Contains(line.Msg, "ROLEGATE_ADDR") || line.Addr != ln.Addr().String() || !strings.Contains(line.Err, "address already in use") {
+		t.Errorf("log line = %+v", line)
 	}
 }

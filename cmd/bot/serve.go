@@ -81,8 +81,8 @@ func serve(ctx context.Context, cfg *Config, stderr io.Writer) error {
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		log.Error("Cannot listen", "addr", cfg.Addr, "err", err)
-		return exitError{err.Error()}
+		log.Error("Cannot listen on ROLEGATE_ADDR: is another process using it? Set ROLEGATE_ADDR to a free host:port", "addr", cfg.Addr, "err", err)
+		return exitError{fmt.Sprintf("cannot listen on ROLEGATE_ADDR %s: %v", cfg.Addr, err)}
 	}
 	srv := &http.Server{
 		Handler:           mux,
