@@ -58,7 +58,13 @@ func serve(ctx context.Context, cfg *Config, stderr io.Writer) error {
 		CallTimeout: 4 * cfg.OpenAITimeout, // list, group, POST and a re-check
 	}
 
+	// ready is true from start until shutdown begins. In Socket Mode /readyz
+	// also needs the runner's connection, and says what it is doing.
 	var ready atomic.Bool
+	var runner *slackapp.SocketRunner
+	if cfg.SocketMode() {
+		runner = &slackapp.SocketRunner{App: app, Client: socketmode.New(api)}
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if err := store.Ping(); err != nil {
@@ -68,11 +74,20 @@ func serve(ctx context.Context, cfg *Config, stderr io.Writer) error {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !ready.Load() || store.Ping() != nil {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
+		switch {
+		case store.Ping() != nil:
+			http.Error(w, "not ready: database unavailable", http.StatusServiceUnavailable)
+		case !ready.Load():
+			http.Error(w, "not ready: starting or stopping", http.StatusServiceUnavailable)
+		case runner == nil:
+			fmt.Fprintln(w, "ready: http mode, receiving from Slack on /slack/commands and /slack/interactions")
+		default:
+			if st := runner.Status(); !st.Ready() {
+				http.Error(w, "not ready: "+st.String(), http.StatusServiceUnavailable)
+			} else {
+				fmt.Fprintln(w, "ready: "+st.String())
+			}
 		}
-		fmt.Fprintln(w, "ready")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	if !cfg.SocketMode() {
@@ -106,17 +121,15 @@ func serve(ctx context.Context, cfg *Config, stderr io.Writer) error {
 		}
 	})
 	mode := "http"
-	if cfg.SocketMode() {
+	if runner != nil {
 		mode = "socket"
-		runner := &slackapp.SocketRunner{App: app, Client: socketmode.New(api), Ready: ready.Store}
 		wg.Go(func() {
 			if err := runner.Run(ctx); err != nil {
 				cancel(fmt.Errorf("socket mode: %w", err))
 			}
 		})
-	} else {
-		ready.Store(true)
 	}
+	ready.Store(true)
 	log.Info("rolegate started", "mode", mode, "addr", ln.Addr().String(), "db", cfg.DB,
 		"approvers", len(cfg.approvers), "approvals_required", cfg.ApprovalsRequired, "request_ttl", cfg.RequestTTL.String())
 
