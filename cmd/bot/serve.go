@@ -60,7 +60,13 @@ func serve(ctx context.Context, cfg *Config, stderr io.Writer) error {
 		CallTimeout: 4 * cfg.OpenAITimeout, // list, group, POST and a re-check
 	}
 
+	// ready is true from start until shutdown begins. In Socket Mode /readyz
+	// also needs the runner's connection, and says what it is doing.
 	var ready atomic.Bool
+	var runner *slackapp.SocketRunner
+	if cfg.SocketMode() {
+		runner = &slackapp.SocketRunner{App: app, Client: socketmode.New(api)}
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if err := store.Ping(r.Context()); err != nil {
@@ -70,11 +76,20 @@ func serve(ctx context.Context, cfg *Config, stderr io.Writer) error {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !ready.Load() || store.Ping(r.Context()) != nil {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
+		switch {
+		case store.Ping(r.Context()) != nil:
+			http.Error(w, "not ready: database unavailable", http.StatusServiceUnavailable)
+		case !ready.Load():
+			http.Error(w, "not ready: starting or stopping", http.StatusServiceUnavailable)
+		case runner == nil:
+			fmt.Fprintln(w, "ready: http mode, receiving from Slack on /slack/commands and /slack/interactions")
+		default:
+			if st := runner.Status(); !st.Ready() {
+				http.Error(w, "not ready: "+st.String(), http.StatusServiceUnavailable)
+			} else {
+				fmt.Fprintln(w, "ready: "+st.String())
+			}
 		}
-		fmt.Fprintln(w, "ready")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	if !cfg.SocketMode() {
@@ -83,8 +98,8 @@ func serve(ctx context.Context, cfg *Config, stderr io.Writer) error {
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		log.Error("Cannot listen", "addr", cfg.Addr, "err", err)
-		return exitError{err.Error()}
+		log.Error("Cannot listen on ROLEGATE_ADDR: is another process using it? Set ROLEGATE_ADDR to a free host:port", "addr", cfg.Addr, "err", err)
+		return exitError{fmt.Sprintf("cannot listen on ROLEGATE_ADDR %s: %v", cfg.Addr, err)}
 	}
 	srv := &http.Server{
 		Handler:           mux,
@@ -108,17 +123,15 @@ func serve(ctx context.Context, cfg *Config, stderr io.Writer) error {
 		}
 	})
 	mode := "http"
-	if cfg.SocketMode() {
+	if runner != nil {
 		mode = "socket"
-		runner := &slackapp.SocketRunner{App: app, Client: socketmode.New(api), Ready: ready.Store}
 		wg.Go(func() {
 			if err := runner.Run(ctx); err != nil {
 				cancel(fmt.Errorf("socket mode: %w", err))
 			}
 		})
-	} else {
-		ready.Store(true)
 	}
+	ready.Store(true)
 	log.Info("rolegate started", "mode", mode, "addr", ln.Addr().String(), "db", cfg.DB,
 		"approvers", len(cfg.approvers), "approvals_required", cfg.ApprovalsRequired, "request_ttl", cfg.RequestTTL.String())
 
@@ -160,7 +173,7 @@ func slackClient(cfg *Config) *slack.Client {
 func newLogger(cfg *Config, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
-	secrets := []string{cfg.SlackBotToken, cfg.SlackAppToken, cfg.SlackSigningSecret, cfg.OpenAIAdminKey}
+	secrets := cfg.secrets()
 	scrub := strings.NewReplacer(replacerPairs(secrets)...)
 	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
 		switch a.Value.Kind() {
