@@ -11,6 +11,7 @@ import (
 
 	"github.com/rolegate/rolegate/internal/approvals"
 	"github.com/rolegate/rolegate/internal/slackapp"
+	"github.com/rolegate/rolegate/internal/slackapp/slackfake"
 )
 
 func TestApproveAssignsOnceAndPostsTheSummary(t *testing.T) {
@@ -296,17 +297,17 @@ func TestForgedOrStaleRequestsChangeNothing(t *testing.T) {
 	b := newBot(t, nil)
 	body := b.commandForm(requester, testChannel, defaultTarget+" forged").Encode()
 	send := func(name string, edit func(*http.Request)) int {
-		req, _ := http.NewRequest(http.MethodPost, "http://"+b.addr+"/slack/commands", strings.NewReader(body))
-		ts := fmt.Sprint(time.Now().Unix())
-		req.Header.Set("X-Slack-Request-Timestamp", ts)
-		req.Header.Set("X-Slack-Signature", slackapp.Sign(testSecret, ts, []byte(body)))
-		edit(req)
-		resp, err := http.DefaultClient.Do(req)
+		d := b.driver()
+		req, err := d.NewRequest(t.Context(), slackfake.CommandsPath, body)
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp.Body.Close()
-		return resp.StatusCode
+		edit(req)
+		resp, err := d.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Status
 	}
 	tests := []struct {
 		name string
@@ -315,12 +316,12 @@ func TestForgedOrStaleRequestsChangeNothing(t *testing.T) {
 	}{
 		{"unsigned", func(r *http.Request) { r.Header.Del("X-Slack-Signature") }, 401},
 		{"wrong secret", func(r *http.Request) {
-			r.Header.Set("X-Slack-Signature", slackapp.Sign("guess", r.Header.Get("X-Slack-Request-Timestamp"), []byte(body)))
+			r.Header.Set("X-Slack-Signature", slackfake.Signature("guess", r.Header.Get("X-Slack-Request-Timestamp"), []byte(body)))
 		}, 401},
 		{"stale", func(r *http.Request) {
 			ts := fmt.Sprint(time.Now().Add(-6 * time.Minute).Unix())
 			r.Header.Set("X-Slack-Request-Timestamp", ts)
-			r.Header.Set("X-Slack-Signature", slackapp.Sign(testSecret, ts, []byte(body)))
+			r.Header.Set("X-Slack-Signature", slackfake.Signature(testSecret, ts, []byte(body)))
 		}, 401},
 		{"forged user", func(r *http.Request) {
 			forged := strings.Replace(body, "user_id="+requester, "user_id="+approverAna, 1)
@@ -336,10 +337,8 @@ func TestForgedOrStaleRequestsChangeNothing(t *testing.T) {
 		})
 	}
 	big := strings.Repeat("x", slackapp.MaxBody+1)
-	resp := b.post("/slack/commands", big, time.Now())
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusRequestEntityTooLarge {
-		t.Fatalf("oversized body answered %d", resp.StatusCode)
+	if resp := b.post("/slack/commands", big, time.Now()); resp.Status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("oversized body answered %d", resp.Status)
 	}
 	if n := b.storedCount(); n != 0 {
 		t.Fatalf("%d requests stored from refused requests", n)
