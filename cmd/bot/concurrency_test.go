@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/rolegate/rolegate/internal/approvals"
 	"github.com/rolegate/rolegate/internal/openai/openaitest"
@@ -74,10 +73,9 @@ func TestManyRequestsAndClicksAtOnce(t *testing.T) {
 		wg.Go(func() {
 			<-start
 			cb := clickPayload(c.user, testChannel, c.action, strconv.FormatUint(c.id, 10), "1700000000.000100", "")
-			resp := b.post("/slack/interactions", interactionBody(t, cb), time.Now())
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				t.Errorf("click answered %d", resp.StatusCode)
+			resp, err := b.driver().Interaction(t.Context(), cb)
+			if err != nil || resp.Status != http.StatusOK {
+				t.Errorf("click answered %d, %v", resp.Status, err)
 			}
 		})
 	}

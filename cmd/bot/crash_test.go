@@ -6,14 +6,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"os/exec"
-	"path/filepath"
-	"runtime"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +21,7 @@ import (
 	"github.com/rolegate/rolegate/internal/openai/openaitest"
 	"github.com/rolegate/rolegate/internal/slackapp"
 	"github.com/rolegate/rolegate/internal/slackapp/slackfake"
+	"github.com/rolegate/rolegate/internal/testbin"
 )
 
 // Crash recovery: the real binary, built once with the test-only crash hook
@@ -401,14 +397,13 @@ type crashRig struct {
 	kills atomic.Int32
 
 	mu   sync.Mutex // the fakes' hooks kill from their own goroutines
-	cmd  *exec.Cmd
-	exit chan struct{} // closed when cmd has exited
+	proc *testbin.Proc
 }
 
-func (c *crashRig) running() (*exec.Cmd, chan struct{}) {
+func (c *crashRig) running() *testbin.Proc {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.cmd, c.exit
+	return c.proc
 }
 
 func newCrashRig(t *testing.T, bin string, extra map[string]string) *crashRig {
@@ -420,7 +415,7 @@ func newCrashRig(t *testing.T, bin string, extra map[string]string) *crashRig {
 	b := &bot{t: t, slack: sl, openai: oa, logs: &syncBuffer{}, env: testEnv(t, sl, oa, extra)}
 	c := &crashRig{bot: b, bin: bin}
 	t.Cleanup(func() {
-		if cmd, _ := c.running(); cmd != nil {
+		if c.running() != nil {
 			c.kill()
 			c.waitExit()
 		}
@@ -441,70 +436,31 @@ func (c *crashRig) start(crashAt string) {
 	// Port 0: the bot picks a free port and logs it, so no other test can
 	// take the port between choosing it and listening on it.
 	c.env["ROLEGATE_ADDR"] = "127.0.0.1:0"
-	logged := len(c.logs.String())
-	cmd := exec.Command(c.bin)
+	env := map[string]string{"ROLEGATE_TEST_CRASH_AT": crashAt}
 	for k, v := range c.env {
-		cmd.Env = append(cmd.Env, k+"="+v)
+		env[k] = v
 	}
-	cmd.Env = append(cmd.Env, "ROLEGATE_TEST_CRASH_AT="+crashAt)
-	cmd.Stdout, cmd.Stderr = c.logs, c.logs
-	if err := cmd.Start(); err != nil {
+	p, err := testbin.Start(c.bin, testbin.Options{Env: env, Output: c.logs})
+	if err != nil {
 		c.t.Fatal(err)
 	}
-	exit := make(chan struct{})
-	go func() { cmd.Wait(); close(exit) }()
 	c.mu.Lock()
-	c.cmd, c.exit = cmd, exit
+	c.proc = p
 	c.mu.Unlock()
-	deadline := time.Now().Add(waitTimeout)
-	c.addr = ""
-	for {
-		select {
-		case <-exit:
-			c.t.Fatalf("the bot exited while starting:\n%s", c.logs.String())
-		default:
-		}
-		if c.addr == "" {
-			c.addr = startedAddr(c.logs.String()[logged:])
-		}
-		if c.addr == "" {
-			// not listening yet
-		} else if resp, err := http.Get("http://" + c.addr + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("the bot was not ready after %s:\n%s", waitTimeout, c.logs.String())
-		}
-		time.Sleep(5 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if _, err := p.WaitHTTP(ctx, "/readyz", 5*time.Millisecond); err != nil {
+		c.t.Fatalf("the bot was not ready: %v\n%s", err, c.logs.String())
 	}
-}
-
-// startedAddr finds the address in the "rolegate started" log line.
-func startedAddr(logs string) string {
-	for line := range strings.Lines(logs) {
-		var l struct{ Msg, Addr string }
-		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "rolegate started" {
-			return l.Addr
-		}
-	}
-	return ""
+	c.addr = p.Addr()
 }
 
 // kill SIGKILLs the running process and returns once it is gone, so a
 // fake's hook that calls it answers only a dead client. Safe from any
 // goroutine.
 func (c *crashRig) kill() {
-	cmd, exit := c.running()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Signal(syscall.SIGKILL)
-	select {
-	case <-exit:
-	case <-time.After(waitTimeout):
+	if p := c.running(); p != nil {
+		p.Kill(waitTimeout)
 	}
 }
 
@@ -513,38 +469,29 @@ func (c *crashRig) kill() {
 // exit, not a panic.
 func (c *crashRig) waitExit() {
 	c.t.Helper()
-	cmd, exit := c.running()
+	p := c.running()
 	select {
-	case <-exit:
+	case <-p.Done():
 	case <-time.After(waitTimeout):
 		c.t.Fatal("the bot did not exit")
 	}
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-		c.t.Fatalf("the bot ended with %v, want killed by SIGKILL\n%s", cmd.ProcessState, c.logs.String())
+	if ws, ok := p.State().Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		c.t.Fatalf("the bot ended with %v, want killed by SIGKILL\n%s", p.State(), c.logs.String())
 	}
 	c.kills.Add(1)
 	c.mu.Lock()
-	c.cmd = nil
+	c.proc = nil
 	c.mu.Unlock()
 }
 
 // stop asks the process to stop (SIGTERM) and waits for a clean exit.
 func (c *crashRig) stop() {
 	c.t.Helper()
-	cmd, exit := c.running()
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		c.t.Fatal(err)
-	}
-	select {
-	case <-exit:
-	case <-time.After(waitTimeout):
-		c.t.Fatal("the bot did not stop on SIGTERM")
-	}
-	if !cmd.ProcessState.Success() {
-		c.t.Errorf("the bot stopped with %v", cmd.ProcessState)
+	if err := c.running().Stop(waitTimeout); err != nil {
+		c.t.Errorf("the bot: %v", err)
 	}
 	c.mu.Lock()
-	c.cmd = nil
+	c.proc = nil
 	c.mu.Unlock()
 }
 
@@ -573,29 +520,21 @@ func (c *crashRig) checkDB(inspect func(*approvals.BoltStore)) {
 
 // send posts a signed body and tolerates a process that dies meanwhile.
 func (c *crashRig) send(path, body string) (int, string, error) {
-	req, err := http.NewRequest(http.MethodPost, "http://"+c.addr+path, strings.NewReader(body))
-	if err != nil {
-		return 0, "", err
-	}
-	ts := strconv.FormatInt(time.Now().Unix(), 10)
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("X-Slack-Request-Timestamp", ts)
-	req.Header.Set("X-Slack-Signature", slackapp.Sign(testSecret, ts, []byte(body)))
-	client := &http.Client{Timeout: waitTimeout}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(raw), err
+	d := c.driver()
+	d.HTTP = &http.Client{Timeout: waitTimeout}
+	resp, err := d.Post(context.Background(), path, body)
+	return resp.Status, string(resp.Body), err
 }
 
 // sendClick clicks a button of request id without needing its message: the
 // bot reads only the value, the user and the channel.
 func (c *crashRig) sendClick(user, actionID string, id uint64) (int, string, error) {
 	cb := clickPayload(user, testChannel, actionID, strconv.FormatUint(id, 10), "1700000000.000100", "")
-	return c.send("/slack/interactions", interactionBody(c.t, cb))
+	raw, err := json.Marshal(cb)
+	if err != nil {
+		return 0, "", err
+	}
+	return c.send(slackfake.InteractionsPath, slackfake.InteractionBody(raw))
 }
 
 // finish waits for every request in want to settle in its wanted state with
@@ -756,38 +695,13 @@ func (c *crashRig) approvalPosted(id uint64) {
 	c.waitFor("the approval message's ts to be stored", func() bool { return c.stored(id).MessageTS != "" })
 }
 
-// buildCrashBot builds the bot with the crash hook into the test's temp
-// directory, with the race detector when the tests run with it.
+// buildCrashBot builds the bot with the crash hook, once for the test
+// process, with the race detector when the tests run with it.
 func buildCrashBot(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "rolegate")
-	args := []string{"build", "-tags", "rolegate_crashhook", "-o", bin}
-	if raceEnabled() {
-		args = append(args, "-race")
-	}
-	cmd := exec.Command(goTool(), append(args, ".")...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	bin, err := testbin.BuildOnce(testbin.BuildOptions{Tags: []string{"rolegate_crashhook"}, Race: testbin.RaceEnabled()})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
-}
-
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return filepath.Join(runtime.GOROOT(), "bin", "go")
-}
-
-func raceEnabled() bool {
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return false
-	}
-	for _, s := range info.Settings {
-		if s.Key == "-race" {
-			return s.Value == "true"
-		}
-	}
-	return false
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -23,6 +24,7 @@ import (
 	"github.com/rolegate/rolegate/internal/openai/openaitest"
 	"github.com/rolegate/rolegate/internal/slackapp"
 	"github.com/rolegate/rolegate/internal/slackapp/slackfake"
+	"github.com/rolegate/rolegate/internal/testbin"
 )
 
 // Secrets the end-to-end tests configure; no output may ever contain them.
@@ -189,22 +191,22 @@ func (b *bot) restart() {
 	b.start()
 }
 
+// driver is Slack's side of the bot's HTTP endpoints, signing with the
+// bot's secret at the current time.
+func (b *bot) driver() *slackfake.Driver {
+	return &slackfake.Driver{BaseURL: "http://" + b.addr, Secret: testSecret}
+}
+
 // post sends body to path signed as Slack signs it, at time at.
-func (b *bot) post(path, body string, at time.Time) *http.Response {
+func (b *bot) post(path, body string, at time.Time) slackfake.Reply {
 	b.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, "http://"+b.addr+path, strings.NewReader(body))
+	d := b.driver()
+	d.Now = func() time.Time { return at }
+	reply, err := d.Post(context.Background(), path, body)
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	ts := strconv.FormatInt(at.Unix(), 10)
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("X-Slack-Request-Timestamp", ts)
-	req.Header.Set("X-Slack-Signature", slackapp.Sign(testSecret, ts, []byte(body)))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	return resp
+	return reply
 }
 
 // commandForm is a slash command exactly as Slack posts it.
@@ -225,15 +227,17 @@ func (b *bot) command(user, text string) (int, slackapp.Reply) {
 
 func (b *bot) commandForm2(form url.Values) (int, slackapp.Reply) {
 	b.t.Helper()
-	resp := b.post("/slack/commands", form.Encode(), time.Now())
-	defer resp.Body.Close()
+	resp, err := b.driver().Command(context.Background(), form)
+	if err != nil {
+		b.t.Fatal(err)
+	}
 	var r slackapp.Reply
-	if resp.StatusCode == http.StatusOK {
-		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+	if resp.Status == http.StatusOK {
+		if err := json.Unmarshal(resp.Body, &r); err != nil {
 			b.t.Fatalf("command answer is not JSON: %v", err)
 		}
 	}
-	return resp.StatusCode, r
+	return resp.Status, r
 }
 
 // request creates a request and returns its id, failing the test otherwise.
@@ -259,23 +263,16 @@ func clickPayload(user, channel, actionID, value, messageTS, responseURL string)
 	})
 }
 
-func interactionBody(t *testing.T, cb *slack.InteractionCallback) string {
-	t.Helper()
-	raw, err := json.Marshal(cb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return url.Values{"payload": {string(raw)}}.Encode()
-}
-
 // click presses a button on request id's approval message as user.
 func (b *bot) click(user, actionID string, id uint64) int {
 	b.t.Helper()
 	msg := b.approvalMessage(id)
 	cb := clickPayload(user, testChannel, actionID, strconv.FormatUint(id, 10), msg.TS, b.slack.NewResponseURLFor(testChannel, user, msg.TS))
-	resp := b.post("/slack/interactions", interactionBody(b.t, cb), time.Now())
-	resp.Body.Close()
-	return resp.StatusCode
+	resp, err := b.driver().Interaction(context.Background(), cb)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return resp.Status
 }
 
 // waitFor polls cond until it holds or the test's patience runs out.
@@ -419,4 +416,12 @@ func ioNopCloser(s string) io.ReadCloser { return io.NopCloser(strings.NewReader
 func pendingJobs(s approvals.Store, ctx context.Context) (int, error) {
 	c, err := s.Counts(ctx)
 	return c.Jobs, err
+}
+
+// TestMain removes the binaries the tests built (testbin.BuildOnce) once
+// they have all run.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testbin.RemoveBuilt()
+	os.Exit(code)
 }

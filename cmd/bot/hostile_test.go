@@ -41,24 +41,24 @@ func checkNoSecrets(t *testing.T, where, text string) {
 // sendRaw posts body to path with the given signature headers, unchanged.
 func (b *bot) sendRaw(path, body, ts, sig string) int {
 	b.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, "http://"+b.addr+path, strings.NewReader(body))
+	d := b.driver()
+	req, err := d.NewRequest(context.Background(), path, body)
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Del("X-Slack-Request-Timestamp")
+	req.Header.Del("X-Slack-Signature")
 	if ts != "" {
 		req.Header.Set("X-Slack-Request-Timestamp", ts)
 	}
 	if sig != "" {
 		req.Header.Set("X-Slack-Signature", sig)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := d.Do(req)
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode
+	return resp.Status
 }
 
 // observed is everything a refused request must leave unchanged.
@@ -144,7 +144,7 @@ func TestHostileInteractionsChangeNothing(t *testing.T) {
 	validBody := url.Values{"payload": {mutate(t, valid, nil)}}.Encode()
 	now := time.Now()
 	ts := strconv.FormatInt(now.Unix(), 10)
-	sign := func(ts, body string) string { return slackapp.Sign(testSecret, ts, []byte(body)) }
+	sign := func(ts, body string) string { return slackfake.Signature(testSecret, ts, []byte(body)) }
 
 	before := b.observe(id, other)
 
@@ -159,7 +159,7 @@ func TestHostileInteractionsChangeNothing(t *testing.T) {
 		}{
 			{"unsigned", validBody, ts, "", 401},
 			{"no timestamp", validBody, "", sign(ts, validBody), 401},
-			{"wrong secret", validBody, ts, slackapp.Sign("not-the-secret", ts, []byte(validBody)), 401},
+			{"wrong secret", validBody, ts, slackfake.Signature("not-the-secret", ts, []byte(validBody)), 401},
 			{"signature of another body", forged, ts, sign(ts, validBody), 401},
 			{"timestamp changed after signing", validBody, strconv.FormatInt(now.Unix()+1, 10), sign(ts, validBody), 401},
 			{"stale, signed", validBody, stale, sign(stale, validBody), 401},

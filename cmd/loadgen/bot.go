@@ -6,18 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
-)
 
-// botModule is the package of the real bot binary.
-const botModule = "github.com/rolegate/rolegate/cmd/bot"
+	"github.com/rolegate/rolegate/internal/testbin"
+)
 
 // pprofOverlay is added to package main of a profiling build of the bot
 // (go build -overlay), so the real sources stay untouched: it serves
@@ -40,39 +36,22 @@ func init() {
 // buildBot builds the bot into dir and returns the binary's path. With
 // profiling, the binary also serves pprof (see pprofOverlay).
 func buildBot(ctx context.Context, dir string, profiling bool) (string, error) {
-	bin := filepath.Join(dir, "rolegate-bot")
-	args := []string{"build", "-o", bin}
+	var o testbin.BuildOptions
 	if profiling {
-		out, err := exec.CommandContext(ctx, "go", "list", "-f", "{{.Dir}}", botModule).Output()
-		if err != nil {
-			return "", fmt.Errorf("find %s: %w", botModule, err)
-		}
 		src := filepath.Join(dir, "loadgen_pprof.go")
 		if err := os.WriteFile(src, []byte(pprofOverlay), 0o644); err != nil {
 			return "", err
 		}
-		overlay := filepath.Join(dir, "overlay.json")
-		target := filepath.Join(strings.TrimSpace(string(out)), "zz_loadgen_pprof.go")
-		js := fmt.Sprintf(`{"Replace":{%q:%q}}`, target, src)
-		if err := os.WriteFile(overlay, []byte(js), 0o644); err != nil {
-			return "", err
-		}
-		args = append(args, "-overlay", overlay)
+		o.Overlay = map[string]string{"zz_loadgen_pprof.go": src}
 	}
-	cmd := exec.CommandContext(ctx, "go", append(args, botModule)...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build %s: %w\n%s", botModule, err, out)
-	}
-	return bin, nil
+	return testbin.Build(ctx, dir, o)
 }
 
-// botProc is a running bot.
+// botProc is a running bot, its log going to a file.
 type botProc struct {
-	cmd     *exec.Cmd
+	*testbin.Proc
 	addr    string
 	logPath string
-	done    chan error
-	started time.Time
 }
 
 // freeAddr returns a loopback address nothing listens on right now.
@@ -85,8 +64,9 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// startBot starts bin with env (plus ROLEGATE_ADDR on a free loopback port)
-// and its log going to logPath. The caller stops it.
+// startBot starts bin with env (plus ROLEGATE_ADDR on a free loopback port,
+// chosen here so it is known whatever log format env asks for) and its log
+// going to logPath. The caller stops it.
 func startBot(bin string, env map[string]string, logPath string) (*botProc, error) {
 	addr, err := freeAddr()
 	if err != nil {
@@ -96,75 +76,45 @@ func startBot(bin string, env map[string]string, logPath string) (*botProc, erro
 	if err != nil {
 		return nil, err
 	}
-	defer logf.Close() // the child keeps its own descriptor
-	cmd := exec.Command(bin)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "ROLEGATE_ADDR=" + addr}
+	full := map[string]string{"PATH": os.Getenv("PATH"), "HOME": os.Getenv("HOME"), "ROLEGATE_ADDR": addr}
 	// Runtime knobs pass through, so a run can try GOGC, GOMEMLIMIT or
 	// GODEBUG without rebuilding.
 	for _, k := range []string{"GOGC", "GOMEMLIMIT", "GODEBUG", "GOMAXPROCS", "TMPDIR"} {
 		if v, ok := os.LookupEnv(k); ok {
-			cmd.Env = append(cmd.Env, k+"="+v)
+			full[k] = v
 		}
 	}
 	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
+		full[k] = v
 	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	b := &botProc{cmd: cmd, addr: addr, logPath: logPath, done: make(chan error, 1)}
-	b.started = time.Now()
-	if err := cmd.Start(); err != nil {
+	p, err := testbin.Start(bin, testbin.Options{Env: full, Output: logf})
+	if err != nil {
+		logf.Close()
 		return nil, fmt.Errorf("start bot: %w", err)
 	}
-	go func() { b.done <- cmd.Wait() }()
-	return b, nil
+	go func() { <-p.Done(); logf.Close() }() // the output is copied until the exit
+	return &botProc{Proc: p, addr: addr, logPath: logPath}, nil
 }
 
 // waitHealthy polls /healthz until it answers 200 and returns the time since
 // the process was started.
 func (b *botProc) waitHealthy(ctx context.Context, limit time.Duration) (time.Duration, error) {
-	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-b.done:
-			b.done <- err
-			return 0, fmt.Errorf("bot exited while starting (%v); log:\n%s", err, b.logTail())
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		default:
-		}
-		resp, err := client.Get("http://" + b.addr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return time.Since(b.started), nil
-			}
-		}
-		time.Sleep(500 * time.Microsecond)
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	d, err := b.WaitHTTP(ctx, "/healthz", 500*time.Microsecond)
+	if err != nil {
+		return 0, fmt.Errorf("bot not healthy: %w; log:\n%s", err, b.logTail())
 	}
-	return 0, fmt.Errorf("bot not healthy after %s; log:\n%s", limit, b.logTail())
+	return d, nil
 }
 
 // stop asks the bot to shut down (SIGTERM) and waits for it, killing it
 // after 15 seconds.
 func (b *botProc) stop() error {
-	select {
-	case err := <-b.done:
-		b.done <- err
-		return fmt.Errorf("bot had already exited: %v", err)
-	default:
+	if err := b.Stop(15 * time.Second); err != nil {
+		return fmt.Errorf("bot: %w", err)
 	}
-	_ = b.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-b.done:
-		b.done <- err
-		return err
-	case <-time.After(15 * time.Second):
-		_ = b.cmd.Process.Kill()
-		err := <-b.done
-		b.done <- err
-		return fmt.Errorf("bot did not stop within 15s after SIGTERM")
-	}
+	return nil
 }
 
 func (b *botProc) logTail() string {
@@ -205,7 +155,7 @@ func readMem(pid int) (memStat, error) {
 	return m, sc.Err()
 }
 
-func (b *botProc) mem() (memStat, error) { return readMem(b.cmd.Process.Pid) }
+func (b *botProc) mem() (memStat, error) { return readMem(b.Pid()) }
 
 // cpuTime returns the user+system CPU time pid has used, from
 // /proc/<pid>/stat (clock ticks of 1/100 s, Linux's USER_HZ).

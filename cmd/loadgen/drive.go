@@ -5,10 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,9 +38,8 @@ func target(i int) (group, role string) {
 	return fmt.Sprintf("g%05d", i/rolesPerGroup), fmt.Sprintf("r%02d", i%rolesPerGroup)
 }
 
-// signer builds request bodies exactly as Slack posts them and signs them.
+// signer builds request bodies exactly as Slack posts them.
 type signer struct {
-	secret      string
 	responseURL func(channel, user, ts string) string
 	seq         atomic.Int64
 }
@@ -70,18 +67,16 @@ func (s *signer) click(user, actionID string, id uint64, messageTS string) (stri
 	if err != nil {
 		return "", err
 	}
-	return url.Values{"payload": {string(raw)}}.Encode(), nil
+	return slackfake.InteractionBody(raw), nil
 }
 
-// poster sends signed requests to one base URL.
+// poster sends requests to one base URL, signed as Slack signs them.
 type poster struct {
-	base   string
-	secret string
-	client *http.Client
+	slack *slackfake.Driver
 }
 
 func newPoster(base, secret string, conns int) *poster {
-	return &poster{base: base, secret: secret, client: &http.Client{
+	return &poster{slack: &slackfake.Driver{BaseURL: base, Secret: secret, HTTP: &http.Client{
 		Timeout: 10 * time.Second,
 		Transport: &http.Transport{
 			MaxIdleConns:        conns * 2,
@@ -89,31 +84,22 @@ func newPoster(base, secret string, conns int) *poster {
 			IdleConnTimeout:     time.Minute,
 			DisableCompression:  true,
 		},
-	}}
+	}}}
 }
 
 // post sends body signed as Slack signs it now, and returns the status, the
-// answer and how long the round trip took.
+// answer and how long the round trip took (answer read in full).
 func (p *poster) post(ctx context.Context, path, body string) (int, []byte, time.Duration, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.base+path, strings.NewReader(body))
+	req, err := p.slack.NewRequest(ctx, path, body)
 	if err != nil {
 		return 0, nil, 0, err
 	}
-	ts := strconv.FormatInt(time.Now().Unix(), 10)
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("X-Slack-Request-Timestamp", ts)
-	req.Header.Set("X-Slack-Signature", slackapp.Sign(p.secret, ts, []byte(body)))
 	start := time.Now()
-	resp, err := p.client.Do(req)
-	if err != nil {
-		return 0, nil, time.Since(start), err
-	}
-	answer, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode, answer, time.Since(start), err
+	reply, err := p.slack.Do(req)
+	return reply.Status, reply.Body, time.Since(start), err
 }
 
-func (p *poster) close() { p.client.CloseIdleConnections() }
+func (p *poster) close() { p.slack.HTTP.CloseIdleConnections() }
 
 // parallel runs do(0..n-1) on c goroutines, each taking the next index, and
 // returns when all are done or ctx ends.

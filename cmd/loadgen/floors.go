@@ -179,7 +179,7 @@ func httpFloor(ctx context.Context, self, secret string, n, c int) (phase, phase
 	defer fp.stop()
 	p := newPoster("http://"+fp.addr, secret, c)
 	defer p.close()
-	sg := &signer{secret: secret, responseURL: func(ch, user, ts string) string {
+	sg := &signer{responseURL: func(ch, user, ts string) string {
 		return "http://127.0.0.1:1/response/" + user + ts
 	}}
 	var errs errorList

@@ -42,6 +42,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/rolegate/rolegate/internal/testbin"
 )
 
 func main() {
@@ -177,7 +179,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	bin := o.bot
 	if bin == "" {
-		progress("building %s", botModule)
+		progress("building %s", testbin.BotPackage)
 		if bin, err = buildBot(ctx, work, o.profile != ""); err != nil {
 			return err
 		}

@@ -122,7 +122,7 @@ func measure(ctx context.Context, o *options, bin, dir, seeded string, runIndex 
 	figs["idle_rss_anon_mib"], figs["idle_rss_file_mib"] = mib(idle.Anon), mib(idle.File)
 
 	l := &load{o: o, f: f, bot: b, p: newPoster("http://"+b.addr, loadSecret, o.c),
-		sg: &signer{secret: loadSecret, responseURL: f.slack.NewResponseURLFor}}
+		sg: &signer{responseURL: f.slack.NewResponseURLFor}}
 	defer l.p.close()
 
 	progress("rolegate: %d commands, then %d approving clicks, %d in flight", o.n, o.n, o.c)
@@ -309,7 +309,7 @@ func (l *load) round(ctx context.Context, n int) (roundResult, error) {
 	var res roundResult
 	first := l.total
 	l.f.ensureTargets(first + n)
-	botCPU0, _ := cpuTime(l.bot.cmd.Process.Pid)
+	botCPU0, _ := cpuTime(l.bot.Pid())
 	selfCPU0, _ := cpuTime(os.Getpid())
 	start := time.Now()
 
@@ -365,7 +365,7 @@ func (l *load) round(ctx context.Context, n int) (roundResult, error) {
 	}
 	res.drain = time.Since(start)
 	res.assign = l.f.track.clickToAssign(ids).summary()
-	botCPU1, _ := cpuTime(l.bot.cmd.Process.Pid)
+	botCPU1, _ := cpuTime(l.bot.Pid())
 	selfCPU1, _ := cpuTime(os.Getpid())
 	res.botCPU = 100 * float64(botCPU1-botCPU0) / float64(res.drain)
 	res.selfCPU = 100 * float64(selfCPU1-selfCPU0) / float64(res.drain)

@@ -246,17 +246,3 @@ func benchDecide(s approvals.Store, ctx context.Context, id uint64) (approvals.R
 	return s.Update(ctx, id, 0, func(r *approvals.Request) (approvals.Transition, error) { return approvals.Decide(r, d) })
 }
 
-// pendingStart makes a request pending at once with the given ttl and quorum.
-func pendingStart(now time.Time, ttl time.Duration, required int) func(*approvals.Request) approvals.Transition {
-	return func(r *approvals.Request) approvals.Transition {
-		r.State, r.Rule, r.Approvers, r.Required = approvals.StatePending, approvals.DefaultRule, []string{"U0ANA"}, required
-		r.ExpiresAt = now.Add(ttl)
-		return approvals.Transition{Event: approvals.Event{At: now}, Jobs: []approvals.JobKind{approvals.JobPostApproval}}
-	}
-}
-
-// storeDecide applies one decision straight through the store.
-func storeDecide(s approvals.Store, ctx context.Context, id uint64, actor string, action approvals.Action, channel string, eligible bool, now time.Time) (approvals.Request, error) {
-	d := approvals.Decision{RequestID: id, Actor: actor, Action: action, ChannelID: channel, Eligible: eligible, At: now}
-	return s.Update(ctx, id, 0, func(r *approvals.Request) (approvals.Transition, error) { return approvals.Decide(r, d) })
-}

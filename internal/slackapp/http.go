@@ -1,11 +1,11 @@
 package slackapp
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/slack-go/slack"
@@ -27,8 +27,9 @@ func (a *App) Handler(secret string, now func() time.Time) http.Handler {
 }
 
 // signed reads the raw body (at most MaxBody), checks Slack's signature over
-// exactly those bytes and hands the parsed form to next.
-func (a *App) signed(secret string, now func() time.Time, kind string, next func(http.ResponseWriter, *http.Request, url.Values)) http.HandlerFunc {
+// exactly those bytes, and hands the request to next with the body restored
+// for slack-go's form parsers.
+func (a *App) signed(secret string, now func() time.Time, kind string, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
@@ -47,32 +48,20 @@ func (a *App) signed(secret string, now func() time.Time, kind string, next func
 			http.Error(w, "invalid signature", http.StatusUnauthorized)
 			return
 		}
-		form, err := url.ParseQuery(string(body))
-		if err != nil {
-			http.Error(w, "body is not form-encoded", http.StatusBadRequest)
-			return
-		}
-		next(w, r, form)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		next(w, r)
 		a.metrics().Ack(kind, time.Since(start))
 	}
 }
 
-func (a *App) serveCommand(w http.ResponseWriter, r *http.Request, form url.Values) {
-	cmd := slack.SlashCommand{
-		Token:          form.Get("token"),
-		TeamID:         form.Get("team_id"),
-		TeamDomain:     form.Get("team_domain"),
-		EnterpriseID:   form.Get("enterprise_id"),
-		EnterpriseName: form.Get("enterprise_name"),
-		ChannelID:      form.Get("channel_id"),
-		ChannelName:    form.Get("channel_name"),
-		UserID:         form.Get("user_id"),
-		UserName:       form.Get("user_name"),
-		Command:        form.Get("command"),
-		Text:           form.Get("text"),
-		ResponseURL:    form.Get("response_url"),
-		TriggerID:      form.Get("trigger_id"),
-		APIAppID:       form.Get("api_app_id"),
+// serveCommand reads the command form from the body only (slack-go reads
+// PostForm), so nothing in the URL, which the signature does not cover,
+// can change it.
+func (a *App) serveCommand(w http.ResponseWriter, r *http.Request) {
+	cmd, err := slack.SlashCommandParse(r)
+	if err != nil {
+		http.Error(w, "body is not form-encoded", http.StatusBadRequest)
+		return
 	}
 	if cmd.UserID == "" || cmd.ChannelID == "" {
 		writeJSON(w, private(":warning: Slack sent this command without a user or channel, so nothing was requested."))
@@ -81,9 +70,10 @@ func (a *App) serveCommand(w http.ResponseWriter, r *http.Request, form url.Valu
 	writeJSON(w, a.Command(r.Context(), cmd))
 }
 
-func (a *App) serveInteraction(w http.ResponseWriter, r *http.Request, form url.Values) {
-	var cb slack.InteractionCallback
-	if err := json.Unmarshal([]byte(form.Get("payload")), &cb); err != nil {
+// serveInteraction reads the payload from the body only, as serveCommand.
+func (a *App) serveInteraction(w http.ResponseWriter, r *http.Request) {
+	cb, err := slack.InteractionCallbackParse(r)
+	if err != nil {
 		a.log().Warn("Refused an interaction without a valid payload", "err", err)
 		http.Error(w, "payload is not an interaction", http.StatusBadRequest)
 		return

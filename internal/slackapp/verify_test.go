@@ -4,8 +4,11 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/slack-go/slack"
 )
 
 // Slack's published example from "Verifying requests from Slack".
@@ -53,6 +56,8 @@ func TestVerifySlackExample(t *testing.T) {
 		{"timestamp not a number", exampleSecret, headers(exampleSig, "soon"), exampleBody, at, ErrBadTimestamp},
 		{"other version", exampleSecret, headers("v1="+exampleSig[3:], exampleTS), exampleBody, at, ErrBadSignature},
 		{"truncated signature", exampleSecret, headers(exampleSig[:20], exampleTS), exampleBody, at, ErrBadSignature},
+		{"uppercase hex", exampleSecret, headers("v0="+strings.ToUpper(exampleSig[3:]), exampleTS), exampleBody, at, ErrBadSignature},
+		{"no secret configured", "", headers(Sign("", exampleTS, []byte(exampleBody)), exampleTS), exampleBody, at, ErrNoSecret},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -91,4 +96,60 @@ func FuzzVerify(f *testing.F) {
 			}
 		}
 	})
+}
+
+// slackGoAccepts is slack-go's verdict on a request received now: the check
+// Verify repeats with an injectable clock.
+func slackGoAccepts(secret string, h http.Header, body []byte) bool {
+	v, err := slack.NewSecretsVerifier(h, secret)
+	if err != nil {
+		return false
+	}
+	v.Write(body)
+	return v.Ensure() == nil
+}
+
+// TestVerifyAgreesWithSlackGo pins Verify to slack-go's verifier on
+// requests made now (the only time slack-go can check), apart from the one
+// deliberate difference: Verify refuses uppercase hex.
+func TestVerifyAgreesWithSlackGo(t *testing.T) {
+	now := time.Now()
+	ts := strconv.FormatInt(now.Unix(), 10)
+	old := strconv.FormatInt(now.Add(-6*time.Minute).Unix(), 10)
+	ahead := strconv.FormatInt(now.Add(6*time.Minute).Unix(), 10)
+	body := exampleBody
+	tests := []struct {
+		name         string
+		secret       string
+		h            http.Header
+		body         string
+		wantAccepted bool
+	}{
+		{"signed now", exampleSecret, headers(Sign(exampleSecret, ts, []byte(body)), ts), body, true},
+		{"empty body", exampleSecret, headers(Sign(exampleSecret, ts, nil), ts), "", true},
+		{"stale", exampleSecret, headers(Sign(exampleSecret, old, []byte(body)), old), body, false},
+		{"ahead", exampleSecret, headers(Sign(exampleSecret, ahead, []byte(body)), ahead), body, false},
+		{"wrong secret", exampleSecret, headers(Sign("other", ts, []byte(body)), ts), body, false},
+		{"body changed", exampleSecret, headers(Sign(exampleSecret, ts, []byte(body)), ts), body + "&x=1", false},
+		{"timestamp changed", exampleSecret, headers(Sign(exampleSecret, ts, []byte(body)), strconv.FormatInt(now.Unix()-1, 10)), body, false},
+		{"no signature", exampleSecret, headers("", ts), body, false},
+		{"no timestamp", exampleSecret, headers(Sign(exampleSecret, ts, []byte(body)), ""), body, false},
+		{"v1", exampleSecret, headers("v1="+Sign(exampleSecret, ts, []byte(body))[3:], ts), body, false},
+		{"not hex", exampleSecret, headers("v0=zz", ts), body, false},
+		{"no secret", "", headers(Sign("", ts, []byte(body)), ts), body, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ours := Verify(tt.secret, tt.h, []byte(tt.body), time.Now()) == nil
+			theirs := slackGoAccepts(tt.secret, tt.h, []byte(tt.body))
+			if ours != tt.wantAccepted || theirs != tt.wantAccepted {
+				t.Fatalf("accepted: Verify %v, slack-go %v; want both %v", ours, theirs, tt.wantAccepted)
+			}
+		})
+	}
+	// The deliberate difference.
+	upper := headers("v0="+strings.ToUpper(Sign(exampleSecret, ts, []byte(body))[3:]), ts)
+	if Verify(exampleSecret, upper, []byte(body), time.Now()) == nil || !slackGoAccepts(exampleSecret, upper, []byte(body)) {
+		t.Fatal("uppercase hex: want Verify to refuse what slack-go accepts")
+	}
 }
