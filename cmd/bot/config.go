@@ -10,7 +10,7 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
-	"github.com/rolegate/rolegate/internal/approvals"
+	"github.com/rolegate/rolegate/internal/slackapp"
 )
 
 // Config is rolegate's whole configuration, read from the environment.
@@ -77,7 +77,7 @@ func loadConfig(getenv func(string) string) (*Config, error) {
 		cfg.SlackAPIURL += "/"
 	}
 	cfg.OpenAIBaseURL = strings.TrimRight(cfg.OpenAIBaseURL, "/")
-	if cfg.approvers, err = approvals.ParseApprovers(cfg.Approvers); err != nil {
+	if cfg.approvers, err = slackapp.ParseUserIDs(cfg.Approvers); err != nil {
 		bad("ROLEGATE_APPROVERS", "%v", err)
 	}
 	if cfg.ApprovalsRequired < 1 || cfg.ApprovalsRequired > 20 {

@@ -86,50 +86,6 @@ func TestNewRequestValidate(t *testing.T) {
 	}
 }
 
-func TestParseApprovers(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		in      string
-		want    []string
-		wantErr bool
-	}{
-		{in: "U123,W456, S789", want: []string{"U123", "W456", "S789"}},
-		{in: " U123 ", want: []string{"U123"}},
-		{in: "U123,,W456,", want: []string{"U123", "W456"}},
-		{in: "foo", wantErr: true},
-		{in: "u123", wantErr: true},
-		{in: "C123", wantErr: true},
-		{in: "U123,C456", wantErr: true},
-		{in: "U", wantErr: true},
-		{in: "U12-3", wantErr: true},
-		{in: "", wantErr: true},
-		{in: " , ", wantErr: true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
-			got, err := ParseApprovers(tt.in)
-			if tt.wantErr {
-				if err == nil {
-					t.Fatalf("ParseApprovers(%q) = %v, want an error", tt.in, got)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("ParseApprovers(%q): %v", tt.in, err)
-			}
-			if !slices.Equal(got, tt.want) {
-				t.Errorf("ParseApprovers(%q) = %v, want %v", tt.in, got, tt.want)
-			}
-		})
-	}
-	t.Run("error names the bad id", func(t *testing.T) {
-		_, err := ParseApprovers("U123,C999")
-		if err == nil || !strings.Contains(err.Error(), "C999") {
-			t.Fatalf("ParseApprovers = %v, want an error naming C999", err)
-		}
-	})
-}
-
 // TestDecide drives a request through Store.Decide step by step, checking
 // after each step what a user would see: the error, the stored state and
 // votes, and at the end the audit trail and the queued work.

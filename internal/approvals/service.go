@@ -34,37 +34,8 @@ type cachedGroup struct {
 
 const groupCacheTTL = time.Minute
 
-// ParseApprovers splits a comma-separated list of Slack user and user-group
-// ids, rejecting anything else by name.
-func ParseApprovers(s string) ([]string, error) {
-	var ids []string
-	for f := range strings.SplitSeq(s, ",") {
-		f = strings.TrimSpace(f)
-		if f == "" {
-			continue
-		}
-		if len(f) < 2 || !strings.ContainsRune("UWS", rune(f[0])) || !isUpperAlnum(f) {
-			return nil, fmt.Errorf("%q is not a Slack user id (U…, W…) or user-group id (S…)", f)
-		}
-		ids = append(ids, f)
-	}
-	if len(ids) == 0 {
-		return nil, fmt.Errorf("no approvers given")
-	}
-	return ids, nil
-}
-
-func isUpperAlnum(s string) bool {
-	for _, c := range s {
-		if !('A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
-			return false
-		}
-	}
-	return true
-}
-
-// NewApprovers builds the approver set from ids (as ParseApprovers returns
-// them). dir may be nil when no id is a user group.
+// NewApprovers builds the approver set from ids (as slackapp.ParseUserIDs
+// returns them). dir may be nil when no id is a user group.
 func NewApprovers(ids []string, dir Directory) *Approvers {
 	a := &Approvers{users: map[string]bool{}, dir: dir, now: time.Now, cache: map[string]cachedGroup{}}
 	for _, id := range ids {
