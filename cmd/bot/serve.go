@@ -43,7 +43,7 @@ func serve(ctx context.Context, cfg *Config, stderr io.Writer) error {
 	svc := &approvals.Service{
 		Store:     store,
 		Approvers: approvals.NewApprovers(cfg.approvers, slackapp.Directory{Client: api}),
-		Policy:    approvals.Policy{Required: cfg.ApprovalsRequired, TTL: cfg.RequestTTL},
+		Policy:    approvals.Quorum{Required: cfg.ApprovalsRequired, TTL: cfg.RequestTTL},
 		Now:       time.Now,
 	}
 	app := &slackapp.App{Service: svc, Slack: api, Logger: log, Metrics: metrics}

@@ -90,8 +90,9 @@ func (a *Approvers) members(ctx context.Context, group string) (map[string]bool,
 	return m, nil
 }
 
-// Policy is how requests are decided.
-type Policy struct {
+// Quorum is how requests are decided until the Service takes a Policy: one
+// approval count and expiry for every request.
+type Quorum struct {
 	Required int           // distinct approvals needed; at least 1
 	TTL      time.Duration // pending requests expire after this
 }
@@ -102,7 +103,7 @@ type Policy struct {
 type Service struct {
 	Store     *Store
 	Approvers *Approvers
-	Policy    Policy
+	Policy    Quorum
 	Now       func() time.Time
 	// LookupTimeout bounds the user-group lookup a decision may need
 	// (default 2s): it runs before Slack gets its ack, which Slack wants

@@ -146,7 +146,7 @@ func newService(t *testing.T, dir Directory, ids ...string) *Service {
 	return &Service{
 		Store:     newStore(t),
 		Approvers: NewApprovers(ids, dir),
-		Policy:    Policy{Required: 1, TTL: ttl},
+		Policy:    Quorum{Required: 1, TTL: ttl},
 		Now:       func() time.Time { return t0 },
 	}
 }
@@ -154,7 +154,7 @@ func newService(t *testing.T, dir Directory, ids ...string) *Service {
 func TestServiceCreate(t *testing.T) {
 	t.Parallel()
 	svc := newService(t, nil, "UANA")
-	svc.Policy = Policy{Required: 2, TTL: 2 * time.Hour}
+	svc.Policy = Quorum{Required: 2, TTL: 2 * time.Hour}
 	r, created, err := svc.Create(t.Context(), newRequest(func(n *NewRequest) { n.Reason = "  rotate keys \n" }))
 	if err != nil || !created {
 		t.Fatalf("Create = %v, created %v", err, created)

@@ -102,7 +102,7 @@ func (r *interactionRig) reset(tb testing.TB) {
 	svc := &approvals.Service{
 		Store:     s,
 		Approvers: approvals.NewApprovers(fuzzApprovers, nil),
-		Policy:    approvals.Policy{Required: 2, TTL: time.Hour},
+		Policy:    approvals.Quorum{Required: 2, TTL: time.Hour},
 		Now:       time.Now,
 	}
 	r.app.Service = svc
