@@ -37,7 +37,7 @@ func TestManyRequestsAndClicksAtOnce(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			status, reply := b.command(requester, fmt.Sprintf("proj_abc %s role_01 burst %d", group(i), i))
-			if _, err := fmt.Sscanf(reply.Text, "Request #%d is waiting", &ids[i]); status != http.StatusOK || err != nil {
+			if _, err := fmt.Sscanf(reply.Text, "Request #%d is being checked", &ids[i]); status != http.StatusOK || err != nil {
 				t.Errorf("command %d answered %d %q", i, status, reply.Text)
 			}
 		})
@@ -163,8 +163,8 @@ func TestManyRequestsAndClicksAtOnce(t *testing.T) {
 	}
 	// Every click that was not recorded was answered privately.
 	refused := len(clicks) - recorded
-	b.waitFor(fmt.Sprintf("%d private notices for refused clicks", refused), func() bool { return len(b.slack.Ephemerals()) >= refused })
-	if got := len(b.slack.Ephemerals()); got != refused {
+	b.waitFor(fmt.Sprintf("%d private notices for refused clicks", refused), func() bool { return len(b.notices()) >= refused })
+	if got := len(b.notices()); got != refused {
 		t.Errorf("%d notices for %d refused clicks", got, refused)
 	}
 	t.Logf("%d requests, %d clicks: %d applied, %d denied, %d decisions recorded, %d refused", n, len(clicks), applied, denied, recorded, refused)

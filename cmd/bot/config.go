@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+
+	"github.com/rolegate/rolegate/internal/approvals"
+	"github.com/rolegate/rolegate/internal/slackapp"
 )
 
 // Config is rolegate's whole configuration, read from the environment.
@@ -133,7 +136,7 @@ func loadConfig(getenv func(string) string) (*Config, error) {
 	}
 	switch {
 	case cfg.Approvers != "":
-		if cfg.approvers, err = parseApprovers(cfg.Approvers); err != nil {
+		if cfg.approvers, err = slackapp.ParseUserIDs(cfg.Approvers); err != nil {
 			bad("ROLEGATE_APPROVERS", "%v", err)
 		}
 	case cfg.Policy == "":
@@ -334,4 +337,17 @@ func fieldOrder() []string {
 		}
 	}
 	return keys
+}
+
+// policy is the policy the bot decides by: the file ROLEGATE_POLICY names,
+// or the one rule the environment variables form.
+func (c *Config) policy() (approvals.Policy, error) {
+	if c.Policy != "" {
+		return loadPolicy(c.Policy)
+	}
+	p := approvals.DefaultPolicy(c.approvers, c.ApprovalsRequired, c.RequestTTL)
+	if err := p.Validate(slackapp.IsUserGroup); err != nil {
+		return approvals.Policy{}, err
+	}
+	return p, nil
 }

@@ -166,7 +166,7 @@ func TestConcurrentClicksAssignOnce(t *testing.T) {
 	if len(r.Approvals) != 1 {
 		t.Fatalf("%d approvals recorded, want exactly one decision", len(r.Approvals))
 	}
-	b.waitFor("19 notices to the others", func() bool { return len(b.slack.Ephemerals()) == 19 })
+	b.waitFor("19 notices to the others", func() bool { return len(b.notices()) == 19 })
 	if n := b.openai.AssignPOSTs(); n != 1 {
 		t.Fatalf("%d POSTs, want 1", n)
 	}
@@ -245,7 +245,8 @@ func TestReplayedCommandCreatesOneRequest(t *testing.T) {
 	form := b.commandForm(requester, testChannel, defaultTarget+" once")
 	_, first := b.commandForm2(form)
 	_, again := b.commandForm2(form)
-	if first.Text != again.Text || !strings.Contains(first.Text, "Request #1 ") {
+	// The replay names the same request (its state may have moved on).
+	if !strings.HasPrefix(first.Text, "Request #1 ") || !strings.HasPrefix(again.Text, "Request #1 ") {
 		t.Fatalf("answers differ: %q vs %q", first.Text, again.Text)
 	}
 	b.approvalMessage(1)

@@ -248,7 +248,7 @@ func (b *bot) request(user, text string) uint64 {
 		b.t.Fatalf("command answered %d %+v", status, reply)
 	}
 	var id uint64
-	if _, err := fmt.Sscanf(reply.Text, "Request #%d is waiting for approval", &id); err != nil {
+	if _, err := fmt.Sscanf(reply.Text, "Request #%d is being checked", &id); err != nil {
 		b.t.Fatalf("unexpected answer %q", reply.Text)
 	}
 	return id
@@ -376,11 +376,25 @@ func (b *bot) waitState(id uint64, want approvals.State) approvals.Request {
 	return r
 }
 
-// ephemeralsTo returns the private notices user got.
+// notices returns every private notice about clicks and commands, leaving
+// out the follow-ups that tell requesters their requests passed the checks.
+func (b *bot) notices() []slackfake.Ephemeral {
+	var out []slackfake.Ephemeral
+	for _, e := range b.slack.Ephemerals() {
+		if !strings.HasPrefix(e.Text, ":hourglass_flowing_sand: Request #") {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// ephemeralsTo returns the private notices user got about clicks and
+// commands, leaving out the private follow-up that tells a requester their
+// request passed its checks.
 func (b *bot) ephemeralsTo(user string) []slackfake.Ephemeral {
 	var out []slackfake.Ephemeral
 	for _, e := range b.slack.Ephemerals() {
-		if e.User == user {
+		if e.User == user && !strings.HasPrefix(e.Text, ":hourglass_flowing_sand: Request #") {
 			out = append(out, e)
 		}
 	}

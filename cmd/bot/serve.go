@@ -36,22 +36,32 @@ func serve(ctx context.Context, cfg *Config, stderr io.Writer) error {
 	}
 	defer store.Close()
 
+	policy, err := cfg.policy()
+	if err != nil {
+		log.Error("Cannot use the policy", "err", err)
+		return exitError{err.Error()}
+	}
 	reg := prometheus.NewRegistry()
 	metrics := newMetrics(reg, store, log)
 	api := slackClient(cfg)
-	granter := openai.New(openai.Config{BaseURL: cfg.OpenAIBaseURL, AdminKey: cfg.OpenAIAdminKey, Timeout: cfg.OpenAITimeout})
+	client := openai.New(openai.Config{BaseURL: cfg.OpenAIBaseURL, AdminKey: cfg.OpenAIAdminKey, Timeout: cfg.OpenAITimeout, DryRun: cfg.DryRun})
+	catalog := openai.NewCachedCatalog(client, openai.CacheConfig{})
+	defer catalog.Close()
 	svc := &approvals.Service{
 		Store:     store,
-		Approvers: approvals.NewApprovers(cfg.approvers, slackapp.IsUserGroup, slackapp.Directory{Client: api}),
-		Policy:    approvals.Policy{Required: cfg.ApprovalsRequired, TTL: cfg.RequestTTL},
+		Policy:    policy,
+		IsGroup:   slackapp.IsUserGroup,
+		Directory: slackapp.Directory{Client: api},
 		MaxOpen:   cfg.MaxOpenPerRequester,
 		Now:       time.Now,
 	}
 	responseURLs := slackapp.ResponseURLs{APIURL: cfg.SlackAPIURL}
-	app := &slackapp.App{Service: svc, Slack: api, Logger: log, Metrics: metrics, ResponseURLs: responseURLs}
+	app := &slackapp.App{Service: svc, Catalog: catalog, Slack: api, Logger: log, Metrics: metrics, ResponseURLs: responseURLs}
 	worker := &approvals.Worker{
 		Store:       store,
-		Granter:     granter,
+		Checker:     &approvals.Checker{Catalog: catalog, Fresh: client, Policy: policy, MemberOf: svc.MemberOf},
+		Granter:     client,
+		Roles:       client,
 		Notifier:    &slackapp.Notifier{Client: api, Metrics: metrics, ResponseURLs: responseURLs},
 		Logger:      log,
 		Observer:    metrics,

@@ -60,7 +60,7 @@ func (b *bot) requestIn(channel, text string) uint64 {
 	b.t.Helper()
 	status, reply := b.commandForm2(b.commandForm(requester, channel, text))
 	var id uint64
-	if _, err := fmt.Sscanf(reply.Text, "Request #%d is waiting for approval", &id); status != http.StatusOK || err != nil {
+	if _, err := fmt.Sscanf(reply.Text, "Request #%d is being checked", &id); status != http.StatusOK || err != nil {
 		b.t.Fatalf("command in %s answered %d %q", channel, status, reply.Text)
 	}
 	return id

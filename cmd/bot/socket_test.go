@@ -75,7 +75,7 @@ func TestSocketModeFlow(t *testing.T) {
 	}
 
 	reply := b.socketCommand(requester, defaultTarget+" over the socket")
-	if reply.ResponseType != "ephemeral" || !strings.Contains(reply.Text, "Request #1 is waiting for approval") {
+	if reply.ResponseType != "ephemeral" || !strings.Contains(reply.Text, "Request #1 is being checked") {
 		t.Fatalf("ack reply = %+v", reply)
 	}
 	if help := b.socketCommand(requester, "help"); !strings.Contains(help.Text, "<project_id>") {

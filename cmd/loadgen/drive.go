@@ -197,7 +197,7 @@ func replyID(answer []byte) (uint64, error) {
 		return 0, fmt.Errorf("answer is not a reply: %w", err)
 	}
 	var id uint64
-	if _, err := fmt.Sscanf(r.Text, "Request #%d is waiting for approval", &id); err != nil {
+	if _, err := fmt.Sscanf(r.Text, "Request #%d is being checked", &id); err != nil {
 		return 0, fmt.Errorf("unexpected answer %q", r.Text)
 	}
 	return id, nil

@@ -81,7 +81,7 @@ const floorServerEnv = "ROLEGATE_LOADGEN_FLOOR_SERVER"
 
 // floorReply is the size of a real command answer, so the floor writes as
 // much as the bot does.
-var floorReply = `{"response_type":"ephemeral","text":"Request #1 is waiting for approval: role ` + "`r00`" + ` for group ` + "`g00000`" + ` in project ` + "`proj_abc`" + `. Approvers will decide in this channel."}` + "\n"
+var floorReply = `{"response_type":"ephemeral","text":"Request #1 is being checked: role ` + "`r00`" + ` for group ` + "`g00000`" + ` in project ` + "`proj_abc`" + `. rolegate looks them up at OpenAI now and tells you here when it is waiting for approval, or why not."}` + "\n"
 
 // serveFloor is the HTTP floor: a server that only reads the body, verifies
 // Slack's signature with slackapp.Verify and answers 200. It listens on a

@@ -245,4 +245,3 @@ func benchDecide(s approvals.Store, ctx context.Context, id uint64) (approvals.R
 	d := approvals.Decision{RequestID: id, Actor: "U0ANA", Action: approvals.ActionApprove, ChannelID: "C0CHAN", Eligible: true, At: time.Now()}
 	return s.Update(ctx, id, 0, func(r *approvals.Request) (approvals.Transition, error) { return approvals.Decide(r, d) })
 }
-

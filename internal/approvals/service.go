@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 )
@@ -99,12 +100,6 @@ func (a *Approvers) members(ctx context.Context, group string) (map[string]bool,
 	return m, nil
 }
 
-// Policy is how requests are decided.
-type Policy struct {
-	Required int           // distinct approvals needed; at least 1
-	TTL      time.Duration // pending requests expire after this
-}
-
 // DefaultRule names the one rule the environment variables form.
 const DefaultRule = "default"
 
@@ -112,9 +107,12 @@ const DefaultRule = "default"
 // actions: it applies the policy and the approver checks, then the Store's
 // compare-and-set transition.
 type Service struct {
-	Store     Store
-	Approvers *Approvers
-	Policy    Policy
+	Store  Store
+	Policy Policy
+	// IsGroup says which approver and requester ids are user groups;
+	// Directory looks their members up.
+	IsGroup   func(string) bool
+	Directory Directory
 	// MaxOpen is how many requests one person may have checking or pending
 	// at once (0: no limit).
 	MaxOpen int
@@ -123,24 +121,84 @@ type Service struct {
 	// (default 2s): they run before Slack gets its ack, which Slack wants
 	// within 3 seconds.
 	LookupTimeout time.Duration
+
+	mu        sync.Mutex
+	approvers map[string]*Approvers // by the ids they were built from
 }
 
-// Create validates and stores a new request. created is false when the same
-// command delivery (TriggerID) was already stored. Errors: ErrInvalid,
+// Create validates and stores a new request, in StateChecking: the Worker
+// checks it before anyone is asked. created is false when the same command
+// delivery (TriggerID) was already stored. Errors: ErrInvalid,
 // *TooManyOpenError, or the store's.
 func (s *Service) Create(ctx context.Context, n NewRequest) (r Request, created bool, err error) {
 	now := s.Now().UTC()
 	return s.Store.Create(ctx, n, now, s.MaxOpen, func(r *Request) Transition {
-		r.State = StatePending
-		r.Rule, r.Approvers, r.Required = DefaultRule, s.Approvers.IDs(), s.Policy.Required
-		r.ExpiresAt = now.Add(s.Policy.TTL)
-		return Transition{Event: Event{At: now}, Jobs: []JobKind{JobPostApproval}}
+		r.State = StateChecking
+		return Transition{Event: Event{At: now}, Jobs: []JobKind{JobCheck}}
 	})
 }
 
-// approversFor returns who may decide r now: its rule's approvers as
-// configured today.
-func (s *Service) approversFor(r Request) *Approvers { return s.Approvers }
+// Get returns request id with its audit trail.
+func (s *Service) Get(ctx context.Context, id uint64) (Request, []Event, error) {
+	r, err := s.Store.Get(ctx, id)
+	if err != nil {
+		return Request{}, nil, err
+	}
+	evs, err := s.Store.Audit(ctx, id)
+	return r, evs, err
+}
+
+// Open returns the open requests (checking, pending, approved), newest
+// first: the caller picks what concerns them.
+func (s *Service) Open(ctx context.Context) ([]Request, error) {
+	return s.Store.List(ctx, ListOptions{Open: true, Limit: 500})
+}
+
+// CanDecide reports whether user may approve or deny r now.
+func (s *Service) CanDecide(ctx context.Context, r Request, user string) (bool, error) {
+	if user == r.Requester {
+		return false, nil
+	}
+	return s.approversFor(r).Allows(ctx, user)
+}
+
+// MemberOf reports whether user belongs to the user group id (false for an
+// id that is not a group), with the same cached lookups as the approvers.
+func (s *Service) MemberOf(ctx context.Context, user, id string) (bool, error) {
+	if s.IsGroup == nil || !s.IsGroup(id) {
+		return false, nil
+	}
+	return s.approverSet([]string{id}).Allows(ctx, user)
+}
+
+// approversFor returns who may decide r now: its rule's approvers as the
+// policy says today, or, when the rule is gone from the policy, those
+// recorded with the request.
+func (s *Service) approversFor(r Request) *Approvers {
+	ids := r.Approvers
+	for _, rule := range s.Policy.Rules {
+		if rule.Name == r.Rule {
+			ids = rule.Approvers
+			break
+		}
+	}
+	return s.approverSet(ids)
+}
+
+func (s *Service) approverSet(ids []string) *Approvers {
+	key := strings.Join(ids, ",")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a, ok := s.approvers[key]; ok {
+		return a
+	}
+	if s.approvers == nil {
+		s.approvers = map[string]*Approvers{}
+	}
+	a := NewApprovers(ids, s.IsGroup, s.Directory)
+	s.approvers[key] = a
+	return a
+}
 
 // Decide applies d (its RequestID, Actor, Action, ChannelID and Reason) to
 // the request, checking the actor against the approvers as they are now,

@@ -145,22 +145,43 @@ func newService(t *testing.T, dir Directory, ids ...string) *Service {
 	t.Helper()
 	return &Service{
 		Store:     newStore(t),
-		Approvers: NewApprovers(ids, isGroup, dir),
-		Policy:    Policy{Required: 1, TTL: ttl},
+		Policy:    DefaultPolicy(ids, 1, ttl),
+		IsGroup:   isGroup,
+		Directory: dir,
 		Now:       func() time.Time { return t0 },
 	}
+}
+
+// createPending creates n through svc and passes its checks under svc's
+// first rule, with required approvals, as the Worker would.
+func createPending(t *testing.T, svc *Service, n NewRequest, required int) Request {
+	t.Helper()
+	r, _, err := svc.Create(t.Context(), n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rule := svc.Policy.Rules[0]
+	rule.ApprovalsRequired = required
+	v := Verdict{Rule: rule, Preview: Preview{Project: Project{ID: r.ProjectID}, Group: Group{ID: r.GroupID}, Role: Role{ID: r.RoleID}}}
+	r, err = svc.Store.Update(t.Context(), r.ID, 0, func(r *Request) (Transition, error) { return Pass(r, v, t0) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 func TestServiceCreate(t *testing.T) {
 	t.Parallel()
 	svc := newService(t, nil, "UANA")
-	svc.Policy = Policy{Required: 2, TTL: 2 * time.Hour}
 	r, created, err := svc.Create(t.Context(), newRequest(func(n *NewRequest) { n.Reason = "  rotate keys \n" }))
 	if err != nil || !created {
 		t.Fatalf("Create = %v, created %v", err, created)
 	}
-	if r.Reason != "rotate keys" || r.Required != 2 || !r.CreatedAt.Equal(t0) || !r.ExpiresAt.Equal(t0.Add(2*time.Hour)) {
-		t.Errorf("created %+v; want the reason trimmed, quorum 2, expiry in 2h", r)
+	if r.Reason != "rotate keys" || r.State != StateChecking || !r.CreatedAt.Equal(t0) {
+		t.Errorf("created %+v; want the reason trimmed, checking", r)
+	}
+	if jobs := drainJobs(t, svc.Store, r.ID); !slices.Equal(jobs, []JobKind{JobCheck}) {
+		t.Errorf("jobs = %v, want the check first (nothing reaches approvers before it)", jobs)
 	}
 	if _, _, err := svc.Create(t.Context(), newRequest(func(n *NewRequest) { n.GroupID = "a b" })); !errors.Is(err, ErrInvalid) {
 		t.Errorf("Create with a bad group id = %v, want ErrInvalid", err)
@@ -194,12 +215,10 @@ func TestServiceDecide(t *testing.T) {
 			t.Parallel()
 			dir := &fakeDirectory{err: tt.dirErr, members: map[string][]string{"SOPS": {"UGRP", "UREQ"}}}
 			svc := newService(t, dir, "UANA", "SOPS")
-			r, _, err := svc.Create(t.Context(), newRequest())
-			if err != nil {
-				t.Fatal(err)
-			}
+			r := createPending(t, svc, newRequest(), 1)
+			drainJobs(t, svc.Store, r.ID)
 			svc.Now = func() time.Time { return t0.Add(time.Minute) }
-			_, err = svc.Decide(t.Context(), Decision{RequestID: r.ID, Actor: tt.actor, Action: tt.action, ChannelID: "C1"})
+			_, err := svc.Decide(t.Context(), Decision{RequestID: r.ID, Actor: tt.actor, Action: tt.action, ChannelID: "C1"})
 			if tt.wantErr == nil && err != nil || tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
 				t.Fatalf("Decide = %v, want %v", err, tt.wantErr)
 			}
@@ -207,14 +226,14 @@ func TestServiceDecide(t *testing.T) {
 			if got.State != tt.wantState {
 				t.Errorf("state = %s, want %s", got.State, tt.wantState)
 			}
-			wantAudit := []string{"UREQ create"}
+			wantAudit := []string{"UREQ create", "rolegate check"}
 			if tt.wantState != StatePending {
 				wantAudit = append(wantAudit, tt.actor+" "+string(tt.action))
 			}
 			if a := auditLines(t, svc.Store, r.ID); !slices.Equal(a, wantAudit) {
 				t.Errorf("audit = %q, want %q", a, wantAudit)
 			}
-			if tt.wantState == StatePending && mustPendingJobs(t, svc.Store) != 1 {
+			if tt.wantState == StatePending && mustPendingJobs(t, svc.Store) != 0 {
 				t.Errorf("a refused decision queued work: %d jobs", mustPendingJobs(t, svc.Store))
 			}
 		})
@@ -225,11 +244,7 @@ func TestServiceDecideCachesLookups(t *testing.T) {
 	t.Parallel()
 	dir := &fakeDirectory{members: map[string][]string{"SOPS": {"UGRP", "UBEN"}}}
 	svc := newService(t, dir, "SOPS")
-	svc.Policy.Required = 2
-	r, _, err := svc.Create(t.Context(), newRequest())
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := createPending(t, svc, newRequest(), 2)
 	if _, err := svc.Decide(t.Context(), Decision{RequestID: r.ID, Actor: "UGRP", Action: ActionApprove, ChannelID: "C1"}); err != nil {
 		t.Fatal(err)
 	}

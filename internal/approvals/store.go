@@ -14,14 +14,15 @@ type JobKind string
 const (
 	JobPostApproval   JobKind = "post_approval"   // chat.postMessage the approval message
 	JobUpdateApproval JobKind = "update_approval" // chat.update it to the current state
+	JobCheck          JobKind = "check"           // resolve and check a new request at OpenAI
 	JobAssign         JobKind = "assign"          // call the OpenAI Admin API
 	JobPostResult     JobKind = "post_result"     // post the assignment summary or the error
-	JobTellRequester  JobKind = "tell_requester"  // tell the requester privately why nothing happened
+	JobTellRequester  JobKind = "tell_requester"  // tell the requester privately where the request stands
 )
 
 // Calls reports whether jobs of kind call OpenAI (rather than Slack). They
 // run in a lane and a queue of their own.
-func (k JobKind) Calls() bool { return k == JobAssign }
+func (k JobKind) Calls() bool { return k == JobAssign || k == JobCheck }
 
 // Job is one entry of the outbox.
 type Job struct {

@@ -89,6 +89,7 @@ func (nopObserver) Quarantine(string)        {}
 // not called again for it while the process lives.
 type Worker struct {
 	Store    Store
+	Checker  *Checker // checks new requests (StateChecking)
 	Granter  Granter
 	Roles    RoleLister // optional: the last look after an ambiguous attempt
 	Notifier Notifier
@@ -126,6 +127,7 @@ type Worker struct {
 type effect struct {
 	ts         string      // a posted approval message
 	assignment *Assignment // an assignment made
+	verdict    *Verdict    // a check done
 	delivered  bool        // any other message
 }
 
@@ -376,11 +378,14 @@ func (w *Worker) runJob(ctx context.Context, j Job) {
 		w.storeFailed(ctx, log, j, "read the request", err)
 		return
 	}
-	if j.Kind == JobAssign {
+	switch j.Kind {
+	case JobCheck:
+		w.check(ctx, log, j, r)
+	case JobAssign:
 		w.assign(ctx, log, j, r)
-		return
+	default:
+		w.deliver(ctx, log, j, r)
 	}
-	w.deliver(ctx, log, j, r)
 }
 
 // record applies change to the job's request and completes the job in one
@@ -496,21 +501,98 @@ func (w *Worker) assign(ctx context.Context, log *slog.Logger, j Job, r Request)
 		w.fail(ctx, log, j, r, f)
 		return
 	}
-	delay := w.backoff(j.Attempts)
-	left := deadline.Sub(w.Now()) - deadlineMargin
-	switch {
-	case ge != nil && ge.RetryAfter > delay:
-		delay = ge.RetryAfter // the server's word: no attempt before it
-	case delay > left:
-		delay = left // the last attempt starts just inside the deadline
-	}
-	if j.Attempts >= w.MaxAttempts || delay > left || left <= 0 {
+	delay, ok := w.nextAttempt(j, err, deadline)
+	if !ok {
 		w.giveUp(ctx, log, j, r, f)
 		return
 	}
 	w.Observer.Grant("retry", f.Status)
 	log.WarnContext(ctx, "Assignment attempt failed; retrying", "attempt", j.Attempts, "retry_in", delay.String(), "status", f.Status, "message", f.Message, "ambiguous", j.Ambiguous)
 	w.reschedule(ctx, log, j, delay)
+}
+
+// nextAttempt says how long to wait before the next OpenAI attempt of j,
+// whose last attempt failed temporarily with err, and whether there is one:
+// not when the attempts are used up, when the server's Retry-After reaches
+// past the deadline, or when no time is left before it. Backoff that would
+// overshoot is cut so the last attempt starts just inside the deadline.
+func (w *Worker) nextAttempt(j Job, err error, deadline time.Time) (time.Duration, bool) {
+	delay := w.backoff(j.Attempts)
+	left := deadline.Sub(w.Now()) - deadlineMargin
+	var ge *GrantError
+	switch {
+	case errors.As(err, &ge) && ge.RetryAfter > delay:
+		delay = ge.RetryAfter // the server's word: no attempt before it
+	case delay > left:
+		delay = left
+	}
+	if j.Attempts >= w.MaxAttempts || delay > left || left <= 0 {
+		return 0, false
+	}
+	return delay, true
+}
+
+// check runs a new request's checks and records the verdict: pending, or
+// rejected with the reason. When OpenAI cannot be reached the check is
+// retried like an assignment; when that gives up, the request is rejected
+// and the requester told so.
+func (w *Worker) check(ctx context.Context, log *slog.Logger, j Job, r Request) {
+	if r.State != StateChecking || w.Checker == nil {
+		w.complete(ctx, log, j)
+		return
+	}
+	if e, ok := w.effect(j.ID); ok && e.verdict != nil {
+		w.recordVerdict(ctx, log, j, *e.verdict)
+		return
+	}
+	now := w.Now()
+	if j.FirstTry.IsZero() {
+		j.FirstTry = now
+	}
+	deadline := j.FirstTry.Add(w.Deadline)
+	if !now.Before(deadline) {
+		w.recordVerdict(ctx, log, j, Verdict{Rejection: "rolegate could not check the request at OpenAI in time: " + j.LastError})
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, min(w.CallTimeout, deadline.Sub(now)))
+	v, err := w.Checker.Check(cctx, r)
+	cancel()
+	if ctx.Err() != nil {
+		return
+	}
+	if err == nil {
+		w.recordVerdict(ctx, log, j, v)
+		return
+	}
+	j.Attempts++
+	j.LastError = failureOf(err).Message
+	delay, ok := w.nextAttempt(j, err, deadline)
+	if !IsTemporary(err) || !ok {
+		why := fmt.Sprintf("rolegate could not check the request at OpenAI (%d attempts): %s", j.Attempts, j.LastError)
+		log.WarnContext(ctx, "Checking the request failed; rejecting it", "attempts", j.Attempts, "err", err)
+		w.recordVerdict(ctx, log, j, Verdict{Rejection: why})
+		return
+	}
+	log.WarnContext(ctx, "Checking the request failed; retrying", "attempt", j.Attempts, "retry_in", delay.String(), "err", err)
+	w.reschedule(ctx, log, j, delay)
+}
+
+func (w *Worker) recordVerdict(ctx context.Context, log *slog.Logger, j Job, v Verdict) {
+	now := w.Now().UTC()
+	r, ok := w.record(ctx, log, j, &effect{verdict: &v}, func(r *Request) (Transition, error) {
+		if v.Rejection != "" {
+			return Reject(r, v.Rejection, now)
+		}
+		return Pass(r, v, now)
+	})
+	if !ok {
+		return
+	}
+	if v.Rejection != "" {
+		log.InfoContext(ctx, "Request rejected by its checks", "reason", v.Rejection)
+		return
+	}
+	log.InfoContext(ctx, "Request checked; waiting for approval", "rule", r.Rule, "project_id", r.ProjectID, "group_id", r.GroupID, "role_id", r.RoleID)
 }
 
 // giveUp ends an assignment whose attempts or deadline ran out. After an

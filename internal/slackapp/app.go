@@ -19,6 +19,12 @@ import (
 	"github.com/rolegate/rolegate/internal/approvals"
 )
 
+// Suggester offers type-ahead options for the request modal's menus.
+// kind is "project", "group" or "role"; roles are those of projectID.
+type Suggester interface {
+	Suggest(ctx context.Context, kind, projectID, query string, limit int) []approvals.Candidate
+}
+
 // Metrics is told what the Slack side did. Methods must not block.
 type Metrics interface {
 	// Ack records how long answering Slack took; kind is "command" or "interaction".
@@ -41,6 +47,8 @@ func (nopMetrics) SlackError(string, string) {}
 // App handles slash commands and button clicks.
 type App struct {
 	Service *approvals.Service
+	// Catalog answers the request modal's type-ahead from its cache.
+	Catalog Suggester
 	// Slack sends the ephemeral notices to people whose clicks are refused.
 	Slack   *slack.Client
 	Logger  *slog.Logger
@@ -108,9 +116,17 @@ func (a *App) Command(ctx context.Context, cmd slack.SlashCommand) Reply {
 		a.metrics().Command("cancelled")
 		log.InfoContext(ctx, "Request cancelled", "request_id", r.ID)
 		return private("Request #%d is cancelled.", r.ID)
+	case CommandRequest:
+	default:
+		a.metrics().Command("unsupported")
+		return private(":warning: `%s %s` is not available in this version of rolegate. Nothing was changed. See `%s help`.", Escape(name), parsed.Kind, Escape(name))
+	}
+	if parsed.Duration > 0 {
+		a.metrics().Command("invalid")
+		return private(":warning: This version of rolegate grants roles without an end, so it cannot grant for %s. Nothing was requested. Ask again without `for …`.", approvals.FormatDuration(parsed.Duration))
 	}
 	r, created, err := a.Service.Create(ctx, approvals.NewRequest{
-		Target:      parsed.Target,
+		Ask:         parsed.Ask,
 		Reason:      parsed.Reason,
 		Requester:   cmd.UserID,
 		TeamID:      cmd.TeamID,
@@ -135,12 +151,11 @@ func (a *App) Command(ctx context.Context, cmd slack.SlashCommand) Reply {
 	}
 	if created {
 		a.metrics().Command("created")
-		log.InfoContext(ctx, "Request created", "request_id", r.ID, "project_id", r.ProjectID, "group_id", r.GroupID, "role_id", r.RoleID)
+		log.InfoContext(ctx, "Request created", "request_id", r.ID, "project", r.Ask.Project, "group", r.Ask.Group, "role", r.Ask.Role)
 	} else {
 		a.metrics().Command("duplicate")
 	}
-	return private("Request #%d is waiting for approval: role %s for group %s in project %s. Approvers will decide in this channel.",
-		r.ID, code(r.RoleID), code(r.GroupID), code(r.ProjectID))
+	return private("%s", Acknowledgement(r))
 }
 
 // Interaction handles one interaction payload. Only block actions on the

@@ -99,20 +99,21 @@ func (r *interactionRig) reset(tb testing.TB) {
 		tb.Fatal(err)
 	}
 	r.store = s
-	svc := &approvals.Service{
-		Store:     s,
-		Approvers: approvals.NewApprovers(fuzzApprovers, IsUserGroup, nil),
-		Policy:    approvals.Policy{Required: 2, TTL: time.Hour},
-		Now:       time.Now,
-	}
+	policy := approvals.DefaultPolicy(fuzzApprovers, 2, time.Hour)
+	svc := &approvals.Service{Store: s, Policy: policy, IsGroup: IsUserGroup, Now: time.Now}
 	r.app.Service = svc
 	ctx := context.Background()
 	for id := uint64(1); id <= 4; id++ {
-		_, _, err := svc.Create(ctx, approvals.NewRequest{
+		c, _, err := svc.Create(ctx, approvals.NewRequest{
 			Target: approvals.Target{ProjectID: "proj_abc", GroupID: "group_01", RoleID: "role_01"},
 			Reason: "fuzz", Requester: fuzzReq, ChannelID: fuzzChannels[id],
 		})
 		if err != nil {
+			tb.Fatal(err)
+		}
+		v := approvals.Verdict{Rule: policy.Rules[0], Preview: approvals.Preview{
+			Project: approvals.Project{ID: c.ProjectID}, Group: approvals.Group{ID: c.GroupID}, Role: approvals.Role{ID: c.RoleID}}}
+		if _, err := s.Update(ctx, c.ID, 0, func(r *approvals.Request) (approvals.Transition, error) { return approvals.Pass(r, v, time.Now()) }); err != nil {
 			tb.Fatal(err)
 		}
 	}

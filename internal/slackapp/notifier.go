@@ -63,13 +63,12 @@ func (n *Notifier) PostResult(ctx context.Context, r approvals.Request) error {
 // responseURLLife is how long Slack honours a command's response_url.
 const responseURLLife = 30 * time.Minute
 
-// TellRequester tells the requester privately why r ended without anyone
-// seeing it: through the command's response_url while it is valid, else in
-// a direct message.
+// TellRequester tells the requester privately where r stands after its
+// checks (waiting for approval, or rejected and why), or why it ended
+// without anyone seeing it: through the command's response_url while it is
+// valid, else in a direct message.
 func (n *Notifier) TellRequester(ctx context.Context, r approvals.Request) error {
-	text := fmt.Sprintf(":warning: I could not post request #%d (role %s for group %s in project %s) in <#%s>: %s. "+
-		"Nothing was requested. Invite me to the channel (`/invite @rolegate`) or ask from a channel I am in, then ask again.",
-		r.ID, code(r.RoleID), code(r.GroupID), code(r.ProjectID), Escape(r.ChannelID), Escape(r.Note))
+	text := RequesterText(r)
 	if n.ResponseURLs.filter(r.ResponseURL) != "" && time.Since(r.CreatedAt) < responseURLLife {
 		client := n.HTTPClient
 		if client == nil {
@@ -82,6 +81,31 @@ func (n *Notifier) TellRequester(ctx context.Context, r approvals.Request) error
 	}
 	_, _, err := n.Client.PostMessageContext(ctx, r.Requester, slack.MsgOptionText(text, false))
 	return n.classify("chat.postMessage", err)
+}
+
+// RequesterText is the private message that tells the requester where r
+// stands.
+func RequesterText(r approvals.Request) string {
+	switch r.State {
+	case approvals.StateRejected:
+		return fmt.Sprintf(":no_entry_sign: Request #%d (%s) was not put to approvers: %s. Nothing was requested.", r.ID, askText(r), Escape(r.Note))
+	case approvals.StateCancelled:
+		return fmt.Sprintf(":warning: I could not post request #%d (%s) in <#%s>: %s. "+
+			"Nothing was requested. Invite me to the channel (`/invite @rolegate`) or ask from a channel I am in, then ask again.",
+			r.ID, askText(r), Escape(r.ChannelID), Escape(r.Note))
+	case approvals.StatePending, approvals.StateApproved, approvals.StateApplied:
+		return fmt.Sprintf(":hourglass_flowing_sand: Request #%d is waiting for approval: %s. Approvers decide in <#%s>.", r.ID, previewText(r), Escape(r.ChannelID))
+	}
+	return fmt.Sprintf("Request #%d: %s", r.ID, status(r))
+}
+
+// previewText names what r grants by name and id once checked.
+func previewText(r approvals.Request) string {
+	if p := r.Preview; p != nil {
+		return fmt.Sprintf("role *%s* (%s) for group *%s* (%s) in project *%s* (%s)",
+			Escape(p.Role.Name), code(p.Role.ID), Escape(p.Group.Name), code(p.Group.ID), Escape(p.Project.Name), code(p.Project.ID))
+	}
+	return askText(r)
 }
 
 // temporaryCodes are Slack error codes worth retrying.

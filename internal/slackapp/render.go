@@ -311,3 +311,20 @@ func ResultText(r approvals.Request) string {
 	}
 	return truncate(fmt.Sprintf("Request #%d failed%s", r.ID, msg), 3000)
 }
+
+// askText names what r asks for as typed: role R for group G in project P.
+func askText(r approvals.Request) string {
+	return fmt.Sprintf("role %s for group %s in project %s", code(r.Ask.Role), code(r.Ask.Group), code(r.Ask.Project))
+}
+
+// Acknowledgement is the private answer to a request: it names the request
+// and says where it stands.
+func Acknowledgement(r approvals.Request) string {
+	switch r.State {
+	case approvals.StateChecking:
+		return fmt.Sprintf("Request #%d is being checked: %s. rolegate looks them up at OpenAI now and tells you here when it is waiting for approval, or why not.", r.ID, askText(r))
+	case approvals.StatePending:
+		return fmt.Sprintf("Request #%d is waiting for approval: %s. Approvers will decide in this channel.", r.ID, askText(r))
+	}
+	return fmt.Sprintf("Request #%d: %s", r.ID, status(r))
+}
