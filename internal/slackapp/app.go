@@ -158,17 +158,44 @@ func (a *App) Command(ctx context.Context, cmd slack.SlashCommand) Reply {
 	return private("%s", Acknowledgement(r))
 }
 
-// Interaction handles one interaction payload. Only block actions on the
-// approval message's buttons do anything; everything else is refused
-// without effect. Refusals reach the clicker as an ephemeral notice, sent
+// Interaction handles one interaction payload and returns what goes back
+// to Slack in the acknowledgement (nil for an empty 200): block actions on
+// rolegate's buttons, type-ahead for the request modal's menus
+// (block_suggestion: the options), and modal submissions (view_submission:
+// nil to close, or inline errors). Everything else is refused without
+// effect. Refusals of clicks reach the clicker as an ephemeral notice, sent
 // after this returns so the ack is not delayed.
-func (a *App) Interaction(ctx context.Context, cb slack.InteractionCallback) {
+func (a *App) Interaction(ctx context.Context, cb slack.InteractionCallback) any {
 	log := a.log().With("user", cb.User.ID, "channel", cb.Channel.ID)
-	if cb.Type != slack.InteractionTypeBlockActions {
-		log.WarnContext(ctx, "Ignoring an interaction rolegate does not handle", "type", string(cb.Type))
-		a.metrics().Decision("unknown", "refused_unknown_type")
-		return
+	switch cb.Type {
+	case slack.InteractionTypeBlockActions:
+		a.blockAction(ctx, log, cb)
+		return nil
+	case slack.InteractionTypeBlockSuggestion:
+		return a.suggest(ctx, log, cb)
+	case slack.InteractionTypeViewSubmission:
+		return a.submit(ctx, log, cb)
 	}
+	log.WarnContext(ctx, "Ignoring an interaction rolegate does not handle", "type", string(cb.Type))
+	a.metrics().Decision("unknown", "refused_unknown_type")
+	return nil
+}
+
+// submit routes a modal submission by the view's callback_id.
+func (a *App) submit(ctx context.Context, log *slog.Logger, cb slack.InteractionCallback) any {
+	switch cb.View.CallbackID {
+	case RequestModalID:
+		return a.submitRequest(ctx, log, cb)
+	case DenyModalID:
+		return a.submitDeny(ctx, log, cb)
+	}
+	log.WarnContext(ctx, "Ignoring a submission of a view rolegate did not open", "callback_id", cb.View.CallbackID)
+	a.metrics().Decision("unknown", "refused_unknown_view")
+	return nil
+}
+
+// blockAction handles a click on one of rolegate's buttons.
+func (a *App) blockAction(ctx context.Context, log *slog.Logger, cb slack.InteractionCallback) {
 	acts := cb.ActionCallback.BlockActions
 	// slack-go files an action without a block_id under AttachmentActions:
 	// count those too, so a forged second action cannot ride along.

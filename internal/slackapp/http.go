@@ -78,7 +78,10 @@ func (a *App) serveInteraction(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "payload is not an interaction", http.StatusBadRequest)
 		return
 	}
-	a.Interaction(r.Context(), cb)
+	if resp := a.Interaction(r.Context(), cb); resp != nil {
+		writeJSON(w, resp)
+		return
+	}
 	w.WriteHeader(http.StatusOK)
 }
 

@@ -411,11 +411,11 @@ func (s *SocketRunner) handle(ctx context.Context, evt socketmode.Event) {
 		s.ack(req, s.App.Command(ctx, cmd))
 		s.App.metrics().Ack("command", time.Since(start))
 	case socketmode.EventTypeInteractive:
-		cb, ok := evt.Data.(slack.InteractionCallback)
-		if ok {
-			s.App.Interaction(ctx, cb)
+		var resp any
+		if cb, ok := evt.Data.(slack.InteractionCallback); ok {
+			resp = s.App.Interaction(ctx, cb) // options or view errors travel in the ack
 		}
-		s.ack(req, nil)
+		s.ack(req, resp)
 		s.App.metrics().Ack("interaction", time.Since(start))
 	}
 }
