@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/slack-go/slack/socketmode"
 
+	"github.com/rolegate/rolegate/internal/approvals"
 	"github.com/rolegate/rolegate/internal/openai"
 )
 
@@ -27,7 +30,6 @@ func check(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	if cfg.SocketMode() {
 		mode = "Socket Mode"
 	}
-	fmt.Fprintf(stdout, "PASS configuration (%s, %d approvers, %d approval(s) required)\n", mode, len(cfg.approvers), cfg.ApprovalsRequired)
 	failed := false
 	line := func(name string, err error, ok string) {
 		if err != nil {
@@ -37,6 +39,13 @@ func check(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 		}
 		fmt.Fprintf(stdout, "PASS %s: %s\n", name, ok)
 	}
+	policy, err := cfg.policy()
+	if err != nil {
+		fmt.Fprintf(stdout, "FAIL policy: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
+		return exitError{"check failed"}
+	}
+	fmt.Fprintf(stdout, "PASS configuration (%s, %s)\n", mode, policySummary(cfg, policy))
+	checkDatabase(ctx, cfg.DB, line)
 
 	api := slackClient(cfg)
 	sctx, cancel := context.WithTimeout(ctx, checkTimeout)
@@ -64,4 +73,49 @@ func check(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 		return exitError{"check failed"}
 	}
 	return nil
+}
+
+// policySummary says in a few words how requests are decided.
+func policySummary(cfg *Config, p approvals.Policy) string {
+	if cfg.Policy == "" {
+		return fmt.Sprintf("%d approvers, %d approval(s) required", len(cfg.approvers), cfg.ApprovalsRequired)
+	}
+	return fmt.Sprintf("policy %s with %d rule(s)", cfg.Policy, len(p.Rules))
+}
+
+// checkDatabase runs bbolt's full consistency check on a snapshot of the
+// file (so it works while the bot runs) and lists the records the bot has
+// moved aside because it could not read them. A file that does not exist
+// yet is fine: the bot creates it.
+func checkDatabase(ctx context.Context, path string, line func(name string, err error, ok string)) {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		line("database", nil, path+" does not exist yet; the bot creates it at start")
+		return
+	}
+	store, cleanup, err := approvals.OpenSnapshot(path)
+	if err != nil {
+		line("database", err, "")
+		return
+	}
+	defer cleanup()
+	c, err := store.Counts(ctx)
+	if err != nil {
+		line("database", err, "")
+		return
+	}
+	line("database", nil, fmt.Sprintf("%s is consistent (bbolt check); %d open requests, %d jobs waiting", path, c.Open[approvals.StatePending]+c.Open[approvals.StateChecking]+c.Open[approvals.StateApproved], c.Jobs))
+	q, err := store.Quarantined(ctx)
+	if err != nil {
+		line("quarantine", err, "")
+		return
+	}
+	if len(q) == 0 {
+		line("quarantine", nil, "no unreadable records")
+		return
+	}
+	parts := make([]string, len(q))
+	for i, r := range q {
+		parts[i] = fmt.Sprintf("%s %d (%s, moved aside %s)", r.Kind, r.Key, r.Reason, r.At.Format(time.RFC3339))
+	}
+	line("quarantine", fmt.Errorf("%d record(s) could not be read and were moved aside: %s; everything else carries on. A newer rolegate may read them: upgrade, or remove them with bbolt's tools once looked at", len(q), strings.Join(parts, "; ")), "")
 }

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"errors"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/rolegate/rolegate/internal/approvals"
 	"github.com/rolegate/rolegate/internal/openai/openaitest"
 	"github.com/rolegate/rolegate/internal/slackapp"
 	"github.com/rolegate/rolegate/internal/slackapp/slackfake"
@@ -24,6 +28,7 @@ func TestCheck(t *testing.T) {
 			"OPENAI_ADMIN_KEY":   testAdminKey,
 			"OPENAI_BASE_URL":    oa.URL(),
 			"ROLEGATE_APPROVERS": approverAna,
+			"ROLEGATE_DB":        filepath.Join(t.TempDir(), "none-yet.db"),
 		}
 		for k, v := range edit {
 			m[k] = v
@@ -42,6 +47,7 @@ func TestCheck(t *testing.T) {
 		{"bad admin key", map[string]string{"OPENAI_ADMIN_KEY": "sk-admin-wrong-000000"}, []string{"openai:"}, "401"},
 		{"openai unreachable", map[string]string{"OPENAI_BASE_URL": "http://" + freeAddr(t) + "/v1"}, []string{"openai:"}, "cannot reach OpenAI"},
 		{"bad configuration", map[string]string{"ROLEGATE_APPROVERS": "nobody"}, []string{"configuration:"}, "ROLEGATE_APPROVERS"},
+		{"quarantined records", map[string]string{"ROLEGATE_DB": quarantinedDB(t)}, []string{"quarantine:"}, "request 1 (decode request 1: unknown schema version"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -65,8 +71,8 @@ func TestCheck(t *testing.T) {
 					t.Errorf("line %q does not show the service's error %q", line, tt.wantText)
 				}
 			}
-			if len(tt.wantFail) == 0 && strings.Count(text, "PASS") != 4 {
-				t.Errorf("want 4 PASS lines (configuration, slack, socket mode, openai):\n%s", text)
+			if len(tt.wantFail) == 0 && strings.Count(text, "PASS") != 5 {
+				t.Errorf("want 5 PASS lines (configuration, database, slack, socket mode, openai):\n%s", text)
 			}
 			for _, s := range []string{testBotToken, testAppToken, testAdminKey, "sk-admin-wrong-000000", "xoxb-wrong-token-000000"} {
 				if strings.Contains(text, s) {
@@ -114,4 +120,26 @@ func TestRequestsListsWhileTheBotRuns(t *testing.T) {
 	if resp, err := http.Get("http://" + b.addr + "/healthz"); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("bot unhealthy after listing: %v", err)
 	}
+}
+
+// quarantinedDB is a database in which request 1 was written by a newer
+// rolegate and moved aside, as the worker does.
+func quarantinedDB(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "quarantined.db")
+	s, err := approvals.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Now().UTC()
+	r, _, err := s.Create(t.Context(), approvals.NewRequest{Target: approvals.Target{ProjectID: "p", GroupID: "g", RoleID: "r"}, Reason: "x", Requester: requester, ChannelID: testChannel}, now, 0,
+		func(r *approvals.Request) approvals.Transition { r.State = approvals.StateChecking; return approvals.Transition{Event: approvals.Event{At: now}} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Quarantine(t.Context(), &approvals.CorruptError{Kind: "request", Key: r.ID, Err: errors.New("decode request 1: unknown schema version 3")}, now); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -270,3 +270,9 @@ func TestServiceDecideBoundsTheLookup(t *testing.T) {
 		t.Fatalf("a failed lookup changed the request: %+v", got)
 	}
 }
+
+func (d *fakeDirectory) setMembers(group string, users []string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.members[group] = users
+}
