@@ -134,7 +134,10 @@ func quarantinedDB(t *testing.T) string {
 	defer s.Close()
 	now := time.Now().UTC()
 	r, _, err := s.Create(t.Context(), approvals.NewRequest{Target: approvals.Target{ProjectID: "p", GroupID: "g", RoleID: "r"}, Reason: "x", Requester: requester, ChannelID: testChannel}, now, 0,
-		func(r *approvals.Request) approvals.Transition { r.State = approvals.StateChecking; return approvals.Transition{Event: approvals.Event{At: now}} })
+		func(r *approvals.Request) approvals.Transition {
+			r.State = approvals.StateChecking
+			return approvals.Transition{Event: approvals.Event{At: now}}
+		})
 	if err != nil {
 		t.Fatal(err)
 	}
