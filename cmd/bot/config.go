@@ -294,7 +294,7 @@ func isPostgresURL(raw string) bool {
 func countDirect(ids []string) int {
 	n := 0
 	for _, id := range ids {
-		if !strings.HasPrefix(id, "S") {
+		if !slackapp.IsUserGroup(id) {
 			n++
 		}
 	}
