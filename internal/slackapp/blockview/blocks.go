@@ -26,15 +26,15 @@ type Message struct {
 // block is the part of a Block Kit block this package reads. Unknown
 // fields are ignored; unknown block types are shown by their type.
 type block struct {
-	Type      string     `json:"type"`
-	Text      any        `json:"text"` // a text object, or a string for "markdown" blocks
-	Fields    []textObj  `json:"fields"`
-	Accessory *element   `json:"accessory"`
-	Elements  []element  `json:"elements"`
-	AltText   string     `json:"alt_text"`
-	Title     *textObj   `json:"title"`
-	Label     *textObj   `json:"label"`
-	Element   *element   `json:"element"`
+	Type      string    `json:"type"`
+	Text      any       `json:"text"` // a text object, or a string for "markdown" blocks
+	Fields    []textObj `json:"fields"`
+	Accessory *element  `json:"accessory"`
+	Elements  []element `json:"elements"`
+	AltText   string    `json:"alt_text"`
+	Title     *textObj  `json:"title"`
+	Label     *textObj  `json:"label"`
+	Element   *element  `json:"element"`
 }
 
 // textObj is a composition text object.
