@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -85,6 +86,45 @@ func TestDemoRefusesUnknownArguments(t *testing.T) {
 	}
 	if stdout.Len() != 0 {
 		t.Errorf("it ran anyway:\n%s", stdout.String())
+	}
+}
+
+// TestPicturesShowTheCurrentMessages fails when the blocks behind README's
+// pictures (docs/*.png) change without the pictures being regenerated: it
+// re-runs the demo and compares the blocks' hashes with
+// docs/pictures.sha256, written when the pictures were made.
+func TestPicturesShowTheCurrentMessages(t *testing.T) {
+	docs, err := filepath.Abs(filepath.Join("..", "..", "docs")) // before the demo's Chdir
+	if err != nil {
+		t.Fatal(err)
+	}
+	htmlDir := t.TempDir()
+	runDemoForTest(t, "--html", htmlDir)
+	got, err := os.ReadFile(filepath.Join(htmlDir, "pictures.sha256"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile(filepath.Join(docs, "pictures.sha256"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const regenerate = "Regenerate them and commit docs/: scripts/pictures.sh (needs Debian's chromium, fonts-lato and fonts-noto-color-emoji)"
+	if !bytes.Equal(got, want) {
+		t.Errorf("the messages behind README's pictures changed:\n%s\ncurrent:\n%s\ndocs/pictures.sha256:\n%s", regenerate, got, want)
+	}
+	for _, line := range strings.Split(string(want), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		_, png, _ := strings.Cut(line, "  ")
+		if _, err := os.Stat(filepath.Join(docs, png)); err != nil {
+			t.Errorf("docs/pictures.sha256 lists %s, which is missing. %s", png, regenerate)
+		}
+	}
+	for _, name := range []string{"approval", "summary", "approval-applied"} {
+		if _, err := os.Stat(filepath.Join(htmlDir, name+".html")); err != nil {
+			t.Errorf("bot demo --html did not write %s.html", name)
+		}
 	}
 }
 
