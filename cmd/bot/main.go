@@ -7,6 +7,7 @@
 //	bot check            validate the configuration and reach Slack and OpenAI
 //	bot requests         list stored requests
 //	bot healthcheck      probe the running bot's /healthz
+//	bot demo             the whole flow against built-in fakes, printed as text
 //	bot help [command]   print usage, or one command's help
 //
 // The commands are the rows of commandTable; `bot <command> --help` prints a
@@ -98,6 +99,14 @@ func commandTable() []subcommand {
 			Help:    healthcheckHelp,
 			Run: func(ctx context.Context, _ []string, getenv func(string) string, stdout, _ io.Writer) error {
 				return healthcheck(ctx, getenv, stdout)
+			},
+		},
+		{
+			Name:    "demo",
+			Summary: "see the whole flow, with fake Slack and OpenAI on this machine; needs no setup",
+			Help:    demoHelp,
+			Run: func(ctx context.Context, args []string, _ func(string) string, stdout, stderr io.Writer) error {
+				return runDemo(ctx, args, stdout, stderr)
 			},
 		},
 		{
