@@ -122,6 +122,12 @@ func (a *App) Command(ctx context.Context, cmd slack.SlashCommand) Reply {
 		return private("Request #%d is cancelled.", r.ID)
 	case CommandModal:
 		return a.openRequestModal(ctx, log, cmd, name)
+	case CommandStatus:
+		a.metrics().Command("status")
+		return private("%s", a.statusText(ctx, log, parsed.ID, cmd.UserID))
+	case CommandList:
+		a.metrics().Command("list")
+		return private("%s", a.listText(ctx, log, cmd.UserID))
 	case CommandRequest:
 	default:
 		a.metrics().Command("unsupported")
