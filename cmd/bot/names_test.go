@@ -106,6 +106,9 @@ func TestStatusAndListThroughTheBot(t *testing.T) {
 	seedCatalog(b)
 	id := b.request(requester, `"Support Project" "Support Team" "Key Manager" status please`)
 	msg := b.approvalMessage(id)
+	// The message's ts is recorded just after it is posted; until then the
+	// list names the channel instead of linking.
+	b.waitFor("the approval message's ts to be stored", func() bool { return b.stored(id).MessageTS == msg.TS })
 
 	for _, who := range []string{requester, approverAna} {
 		_, reply := b.command(who, fmt.Sprintf("status %d", id))
