@@ -39,7 +39,7 @@ const (
 // Slack shows under it while the user types.
 const (
 	command   = "/assign-role"
-	wantUsage = "<project_id> <group_id> <role_id> <reason…> | help | cancel <id>"
+	wantUsage = "[<project> <group> <role> [for <duration>] <reason…>] | status <id> | list | cancel <id> | help"
 )
 
 // requiredScopes are the bot scopes rolegate calls need: commands to receive
@@ -305,11 +305,10 @@ func TestManifestModes(t *testing.T) {
 
 			hosts := map[string]bool{}
 			for _, e := range endpoints {
-				optional := e.field == "settings.interactivity.message_menu_options_url"
+				// message_menu_options_url is required: without it the
+				// request modal's external_select menus stay empty.
 				if e.url == "" {
-					if !optional {
-						t.Errorf("%s is empty in the HTTP-mode manifest", e.field)
-					}
+					t.Errorf("%s is empty in the HTTP-mode manifest", e.field)
 					continue
 				}
 				u, err := url.Parse(e.url)

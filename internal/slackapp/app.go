@@ -58,8 +58,12 @@ type App struct {
 	// ResponseURLs says which response_url values may be posted to; others
 	// are dropped as they arrive.
 	ResponseURLs ResponseURLs
+	// ModalKey signs the request modal's private_metadata (see modal.go);
+	// use DeriveModalKey. Empty: a random key for this process.
+	ModalKey []byte
 
-	notices sync.WaitGroup
+	notices   sync.WaitGroup
+	modalKeys modalKeys
 }
 
 func (a *App) log() *slog.Logger {
@@ -116,6 +120,14 @@ func (a *App) Command(ctx context.Context, cmd slack.SlashCommand) Reply {
 		a.metrics().Command("cancelled")
 		log.InfoContext(ctx, "Request cancelled", "request_id", r.ID)
 		return private("Request #%d is cancelled.", r.ID)
+	case CommandModal:
+		return a.openRequestModal(ctx, log, cmd, name)
+	case CommandStatus:
+		a.metrics().Command("status")
+		return private("%s", a.statusText(ctx, log, parsed.ID, cmd.UserID))
+	case CommandList:
+		a.metrics().Command("list")
+		return private("%s", a.listText(ctx, log, cmd.UserID))
 	case CommandRequest:
 	default:
 		a.metrics().Command("unsupported")

@@ -339,6 +339,17 @@ var interactionSeeds = []struct {
 	{`{"type":"block_actions","user":{"id":"UANA"},"channel":{"id":"C1"},"actions":[{"action_id":"rolegate_approve","value":"1"}]}`, false},
 	{`{"type":"block_suggestion","user":{"id":"UANA"},"channel":{"id":"C1"},"action_id":"rolegate_approve","block_id":"b","value":"1"}`, false},
 	{`{"type":"view_submission","user":{"id":"UANA"},"view":{"id":"V1","callback_id":"x","state":{"values":{}}}}`, false},
+	// The request modal: suggestions never change anything, and a
+	// submission whose metadata rolegate did not sign (the fuzzer cannot
+	// forge an HMAC) changes nothing either.
+	{`{"type":"block_suggestion","user":{"id":"UREQ"},"action_id":"rolegate_project","block_id":"rolegate_project","value":"proj",` +
+		`"view":{"id":"V1","callback_id":"rolegate_request","private_metadata":"v1|C1|UREQ|T1|1800000000|AAAA","state":{"values":{}}}}`, false},
+	{`{"type":"view_submission","user":{"id":"UREQ"},"view":{"id":"V1","callback_id":"rolegate_request","private_metadata":"v1|C1|UREQ|T1|1800000000|AAAA",` +
+		`"state":{"values":{"rolegate_project":{"rolegate_project":{"type":"external_select","selected_option":{"value":"proj_abc"}}},` +
+		`"rolegate_group":{"rolegate_group":{"type":"external_select","selected_option":{"value":"group_01"}}},` +
+		`"rolegate_role":{"rolegate_role":{"type":"external_select","selected_option":{"value":"role_01"}}},` +
+		`"rolegate_reason":{"rolegate_reason":{"type":"plain_text_input","value":"fuzz"}}}}}}`, false},
+	{`{"type":"view_submission","user":{"id":"UREQ"},"view":{"id":"V1","callback_id":"rolegate_request","private_metadata":"","state":{"values":{}}}}`, false},
 	{`{}`, false},
 	{`null`, false},
 	{`[]`, false},

@@ -67,7 +67,14 @@ func (a *App) serveCommand(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, private(":warning: Slack sent this command without a user or channel, so nothing was requested."))
 		return
 	}
-	writeJSON(w, a.Command(r.Context(), cmd))
+	reply := a.Command(r.Context(), cmd)
+	if reply == (Reply{}) {
+		// Nothing to say (the request modal opened): an empty 200, which
+		// Slack shows as nothing at all.
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	writeJSON(w, reply)
 }
 
 // serveInteraction reads the payload from the body only, as serveCommand.

@@ -105,8 +105,7 @@ func votes(r approvals.Request) string {
 // Summary is the one-line text of a request, used as the message's
 // notification text and in private answers.
 func Summary(r approvals.Request) string {
-	return fmt.Sprintf("Request #%d: %s asks for role %s for group %s in project %s",
-		r.ID, user(r.Requester), code(r.RoleID), code(r.GroupID), code(r.ProjectID))
+	return truncate(fmt.Sprintf("Request #%d: %s asks for %s", r.ID, user(r.Requester), previewText(r)), 3000)
 }
 
 // status says where the request stands, who decided and when.
@@ -139,25 +138,33 @@ func status(r approvals.Request) string {
 	return string(r.State)
 }
 
-// ApprovalBlocks renders the approval message for r's current state. The
-// buttons are there only while r is pending.
+// ApprovalBlocks renders the approval message for r's current state: who
+// asks, and what Approve grants: the project, group and role by name and
+// id as the checks found them (r.Preview), the group's SCIM flag, the
+// role's description and every one of its permissions (as many sections
+// as the 50-block limit leaves, and an honest "…and N more" only past
+// that), the rule, the reason, the approvals and the expiry. The buttons
+// are there only while r is pending.
 func ApprovalBlocks(r approvals.Request) []slack.Block {
 	facts := []string{
 		"*Requester*\n" + user(r.Requester),
-		"*Project*\n" + code(r.ProjectID),
-		"*Group*\n" + code(r.GroupID),
-		"*Role*\n" + code(r.RoleID),
 		"*Approvals*\n" + votes(r),
+		"*Duration*\npermanent",
+	}
+	if r.Rule != "" {
+		facts = append(facts, "*Rule*\n"+Escape(r.Rule))
 	}
 	if r.State == approvals.StatePending {
 		facts = append(facts, "*Expires*\n"+date(r.ExpiresAt))
 	}
 	blocks := []slack.Block{
 		slack.NewHeaderBlock(plain(fmt.Sprintf("Role assignment request #%d", r.ID))),
+		fields(targetFacts(r)...),
 		fields(facts...),
 		section("*Reason*\n" + quote(Escape(r.Reason))),
 		section(status(r)),
 	}
+	var actions slack.Block
 	if r.State == approvals.StatePending {
 		id := strconv.FormatUint(r.ID, 10)
 		approve := slack.NewButtonBlockElement(ActionApprove, id, plain("Approve")).WithStyle(slack.StylePrimary)
@@ -166,23 +173,92 @@ func ApprovalBlocks(r approvals.Request) []slack.Block {
 			mrkdwn(confirmText(r)),
 			plain("Approve"), plain("Cancel"))
 		deny := slack.NewButtonBlockElement(ActionDeny, id, plain("Deny")).WithStyle(slack.StyleDanger)
-		blocks = append(blocks, slack.NewActionBlock(decisionBlock, approve, deny))
+		actions = slack.NewActionBlock(decisionBlock, approve, deny)
+	}
+	if p := r.Preview; p != nil {
+		// The role's description and permissions go between the facts and
+		// the buttons, so an approver reads them before reaching Approve.
+		room := maxBlocks - len(blocks) - 1
+		if actions != nil {
+			room--
+		}
+		role := []slack.Block{section("*Role description*\n" + Escape(orNone(p.Role.Description)))}
+		role = append(role, permissionBlocks(p.Role.Permissions, room)...)
+		blocks = append(blocks[:2], append(role, blocks[2:]...)...)
+	}
+	if actions != nil {
+		blocks = append(blocks, actions)
 	}
 	return blocks
 }
 
+// targetFacts names the project, group and role: by name and id once the
+// checks found them, else by what was typed (and the ids, when known).
+func targetFacts(r approvals.Request) []string {
+	if p := r.Preview; p != nil {
+		return []string{
+			"*Project*\n" + named(p.Project.Name, p.Project.ID),
+			"*Group*\n" + named(p.Group.Name, p.Group.ID) + "\nSCIM-managed: " + yesNo(p.Group.SCIMManaged),
+			"*Role*\n" + named(p.Role.Name, p.Role.ID),
+		}
+	}
+	part := func(id, typed string) string {
+		if id != "" {
+			return code(id)
+		}
+		return code(typed) + " (not looked up yet)"
+	}
+	return []string{
+		"*Project*\n" + part(r.ProjectID, r.Ask.Project),
+		"*Group*\n" + part(r.GroupID, r.Ask.Group),
+		"*Role*\n" + part(r.RoleID, r.Ask.Role),
+	}
+}
+
+// named renders an OpenAI object as "*Name* `id`", or just the id when it
+// has no name.
+func named(name, id string) string {
+	if strings.TrimSpace(name) == "" {
+		return code(id)
+	}
+	return "*" + Escape(name) + "* " + code(id)
+}
+
 // confirmText is the Approve confirm dialog's text (at most 300
-// characters): ids are shortened in the middle rather than the sentence
-// cut, so the project is never cut away.
+// characters): it names the role and the group, by name once checked, and
+// the project. Names are cut and ids shortened in the middle, step by
+// step, rather than the sentence cut, so nothing is ever cut away whole.
 func confirmText(r approvals.Request) string {
-	for _, n := range []int{64, 40, 24, 16} {
-		s := fmt.Sprintf("Group %s will get role %s in project %s as soon as the approvals are complete.",
-			code(shortID(r.GroupID, n)), code(shortID(r.RoleID, n)), code(shortID(r.ProjectID, n)))
-		if len(s) <= 300 {
+	groupName, roleName, projectName := r.Ask.Group, r.Ask.Role, r.Ask.Project
+	if p := r.Preview; p != nil {
+		groupName, roleName, projectName = p.Group.Name, p.Role.Name, p.Project.Name
+	}
+	groupID, roleID, projectID := r.GroupID, r.RoleID, r.ProjectID
+	name := func(n string, max int) string {
+		n = strings.TrimSpace(n)
+		if n == "" {
+			return ""
+		}
+		if rs := []rune(n); len(rs) > max {
+			n = string(rs[:max-1]) + "…"
+		}
+		return "*" + Escape(n) + "* "
+	}
+	id := func(s string, max int) string {
+		if s == "" {
+			return "" // not resolved yet: the name as typed says it
+		}
+		return code(shortID(s, max))
+	}
+	for _, n := range []int{64, 40, 24, 16, 10} {
+		s := fmt.Sprintf("Group %s%s will get role %s%s in project %s%s as soon as the approvals are complete.",
+			name(groupName, n), id(groupID, n), name(roleName, n), id(roleID, n),
+			name(projectName, n), id(projectID, n))
+		if utf8.RuneCountInString(s) <= 300 {
 			return s
 		}
 	}
-	return truncate(fmt.Sprintf("Group %s gets role %s in project %s.", code(shortID(r.GroupID, 12)), code(shortID(r.RoleID, 12)), code(shortID(r.ProjectID, 12))), 300)
+	return truncate(fmt.Sprintf("Group %s%s gets role %s%s.", name(groupName, 8), id(groupID, 10), name(roleName, 8), id(roleID, 10)), 300)
 }
 
 func quote(s string) string {

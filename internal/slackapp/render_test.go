@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/slack-go/slack"
 
@@ -273,4 +274,87 @@ func TestApprovalBlocksLongReasonWithinLimits(t *testing.T) {
 	r := sampleRequest()
 	r.Reason = strings.Repeat("<&>", approvals.MaxReasonLen/3) // escapes to 4-5x its length
 	checkLimits(t, ApprovalBlocks(r))
+}
+
+// previewed is sampleRequest after its checks found names and permissions.
+func previewed(perms int) approvals.Request {
+	r := sampleRequest()
+	r.Rule = "key <managers>"
+	r.Preview = &approvals.Preview{
+		Project: approvals.Project{ID: "proj_abc", Name: "Support <!here> Project"},
+		Group:   approvals.Group{ID: "group_01", Name: "Support & Team", SCIMManaged: true},
+		Role:    approvals.Role{ID: "role_01", Name: "Key Manager", Description: "Manages <@U0BOSS> API keys"},
+	}
+	for i := range perms {
+		r.Preview.Role.Permissions = append(r.Preview.Role.Permissions, fmt.Sprintf("api.organization.projects.permission.number.%04d", i))
+	}
+	return r
+}
+
+func TestApprovalBlocksNameWhatApproveGrants(t *testing.T) {
+	r := previewed(120)
+	blocks := ApprovalBlocks(r)
+	checkLimits(t, blocks)
+	text := blockText(t, blocks)
+	for _, want := range []string{
+		"*Support &lt;!here&gt; Project* `proj_abc`", "*Support &amp; Team* `group_01`", "SCIM-managed: yes",
+		"*Key Manager* `role_01`", "Manages &lt;@U0BOSS&gt; API keys", "*Permissions* (120)",
+		"key &lt;managers&gt;", "need key rotation", "0 of 2", "Expires", "permanent",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("approval message lacks %q:\n%s", want, text)
+		}
+	}
+	for _, p := range r.Preview.Role.Permissions {
+		if !strings.Contains(text, p) {
+			t.Fatalf("approval message lacks permission %q", p)
+		}
+	}
+	if strings.Contains(text, "more") {
+		t.Errorf("120 permissions fit in Block Kit, yet some are left out")
+	}
+	raw, _ := json.Marshal(blocks)
+	if strings.Contains(string(raw), `"verbatim":false`) {
+		t.Errorf("a mrkdwn text without verbatim: %s", raw)
+	}
+	// The buttons stay last, below everything they grant.
+	if _, ok := blocks[len(blocks)-1].(*slack.ActionBlock); !ok {
+		t.Errorf("the last block is %T, want the buttons", blocks[len(blocks)-1])
+	}
+}
+
+func TestApprovalBlocksCountWhatDoesNotFit(t *testing.T) {
+	r := previewed(6000)
+	blocks := ApprovalBlocks(r)
+	checkLimits(t, blocks)
+	text := blockText(t, blocks)
+	shown := strings.Count(text, "api.organization.projects.permission.number.")
+	var more int
+	if i := strings.Index(text, "…and "); i < 0 {
+		t.Fatalf("no count of the permissions left out")
+	} else {
+		fmt.Sscanf(text[i:], "…and %d more", &more)
+	}
+	if shown+more != 6000 || shown < 1000 {
+		t.Fatalf("%d shown + %d counted, want all 6000 accounted for and as many shown as fit", shown, more)
+	}
+	if len(blocks) != 50 {
+		t.Errorf("%d blocks: the permissions should use all 50", len(blocks))
+	}
+}
+
+func TestConfirmNamesTheRoleAndTheGroup(t *testing.T) {
+	r := previewed(1)
+	if got := confirmText(r); !strings.Contains(got, "*Support &amp; Team*") || !strings.Contains(got, "*Key Manager*") || !strings.Contains(got, "`role_01`") {
+		t.Errorf("confirm text %q", got)
+	}
+	long := previewed(1)
+	long.Preview.Group.Name = strings.Repeat("Very long group name ", 20)
+	long.Preview.Role.Name = strings.Repeat("Ünïcode role ", 30)
+	long.GroupID, long.RoleID = "group_"+strings.Repeat("g", 120), "role_"+strings.Repeat("r", 120)
+	got := confirmText(long)
+	if utf8.RuneCountInString(got) > 300 || !strings.Contains(got, "*Very long group") || !strings.Contains(got, "*Ünïcode role") || !strings.Contains(got, "project") {
+		t.Errorf("confirm text for long names (%d chars): %q", utf8.RuneCountInString(got), got)
+	}
+	checkLimits(t, ApprovalBlocks(long))
 }

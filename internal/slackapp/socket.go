@@ -408,7 +408,11 @@ func (s *SocketRunner) handle(ctx context.Context, evt socketmode.Event) {
 			s.ack(req, private(":warning: Slack sent this command without a user or channel, so nothing was requested."))
 			return
 		}
-		s.ack(req, s.App.Command(ctx, cmd))
+		if reply := s.App.Command(ctx, cmd); reply != (Reply{}) {
+			s.ack(req, reply)
+		} else {
+			s.ack(req, nil) // nothing to say: the request modal opened
+		}
 		s.App.metrics().Ack("command", time.Since(start))
 	case socketmode.EventTypeInteractive:
 		var resp any

@@ -37,6 +37,8 @@ var methods = map[string]func(s *Server, p url.Values) apiResponse{
 	"chat.update":           (*Server).update,
 	"chat.postEphemeral":    (*Server).postEphemeral,
 	"usergroups.users.list": (*Server).userGroupUsers,
+	"views.open":            (*Server).viewsOpen,
+	"chat.getPermalink":     (*Server).getPermalink,
 	"apps.connections.open": nil, // needs the request's Host; see serveAPI
 }
 

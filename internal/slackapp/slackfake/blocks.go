@@ -45,13 +45,19 @@ type blockCheck struct {
 // ("invalid_blocks_format", …) when raw is not a JSON array of objects and
 // ("invalid_blocks", errors) when a block breaks a rule; ("", nil) when valid.
 func validateBlocks(raw string) (string, []string) {
+	return validateBlocksMax(raw, MaxBlocks)
+}
+
+// validateBlocksMax is validateBlocks with a limit of max blocks: 50 in a
+// message, 100 in a modal.
+func validateBlocksMax(raw string, max int) (string, []string) {
 	var blocks []any
 	if err := json.Unmarshal([]byte(raw), &blocks); err != nil {
 		return "invalid_blocks_format", []string{"blocks must be a JSON array: " + err.Error()}
 	}
 	c := &blockCheck{blockIDs: map[string]bool{}}
-	if len(blocks) > MaxBlocks {
-		c.errorf("/blocks", "no more than %d items allowed", MaxBlocks)
+	if len(blocks) > max {
+		c.errorf("/blocks", "no more than %d items allowed", max)
 	}
 	for i, b := range blocks {
 		c.block(fmt.Sprintf("/blocks/%d", i), b)

@@ -59,12 +59,14 @@ type Server struct {
 	botTokenGood bool
 	now          func() time.Time
 
-	channels   map[string]*channel
-	dms        map[string]string // user id → DM channel id
-	userGroups map[string][]string
-	seq        int64 // message timestamp counter
-	ephemerals []Ephemeral
-	calls      map[string]int
+	channels     map[string]*channel
+	dms          map[string]string // user id → DM channel id
+	userGroups   map[string][]string
+	seq          int64 // message timestamp counter
+	ephemerals   []Ephemeral
+	views        []OpenedView
+	usedTriggers map[string]bool // trigger ids views.open has exchanged
+	calls        map[string]int
 
 	faults   map[string][]*fault
 	delays   map[string]time.Duration
@@ -105,6 +107,7 @@ func New(botToken string) *Server {
 		limits:       map[string]rateLimit{},
 		buckets:      map[string]*bucket{},
 		respURLs:     map[string]*responseURL{},
+		usedTriggers: map[string]bool{},
 		tickets:      map[string]bool{},
 		envelopes:    map[string]*envelope{},
 		acks:         map[string]int{},
