@@ -171,7 +171,7 @@ func TestOpenAIServerErrorsRetriedThenFailed(t *testing.T) {
 
 func TestOpenAIDeadlineEndsRetries(t *testing.T) {
 	t.Parallel()
-	b := newBot(t, map[string]string{"ROLEGATE_OPENAI_MAX_ATTEMPTS": "100", "ROLEGATE_OPENAI_DEADLINE": "1s"})
+	b := newBot(t, map[string]string{"ROLEGATE_OPENAI_MAX_ATTEMPTS": "100", "ROLEGATE_OPENAI_DEADLINE": "2s"})
 	b.openai.FailNextOp(openaitest.OpAssign, 1000, http.StatusServiceUnavailable)
 	id := b.approve(defaultTarget + " openai down for longer than the deadline")
 	r := b.waitSettled(id)
@@ -184,11 +184,11 @@ func TestOpenAIDeadlineEndsRetries(t *testing.T) {
 	}
 	// The retries use the deadline, and no attempt starts after it.
 	first, last := posts[0].At, posts[len(posts)-1].At
-	if last.Sub(first) > time.Second {
-		t.Errorf("an attempt started %s after the first POST, past the 1s deadline", last.Sub(first))
+	if last.Sub(first) > 2*time.Second {
+		t.Errorf("an attempt started %s after the first POST, past the 2s deadline", last.Sub(first))
 	}
-	if last.Sub(first) < 500*time.Millisecond {
-		t.Errorf("gave up %s after the first POST, long before the 1s deadline", last.Sub(first))
+	if last.Sub(first) < time.Second {
+		t.Errorf("gave up %s after the first POST, long before the 2s deadline", last.Sub(first))
 	}
 	if !strings.Contains(r.Failure.Message, fmt.Sprintf("gave up after %d attempts", len(posts))) {
 		t.Errorf("failure %q", r.Failure.Message)
