@@ -15,8 +15,10 @@ import (
 // Action ids of the approval message's buttons. The button value is the
 // request id in decimal.
 const (
-	ActionApprove  = "rolegate_approve"
-	ActionDeny     = "rolegate_deny"
+	ActionApprove = "rolegate_approve"
+	ActionDeny    = "rolegate_deny"
+	// ActionCancel withdraws the request; only its requester may use it.
+	ActionCancel   = "rolegate_cancel"
 	decisionBlock  = "rolegate_decision"
 	maxSectionText = 3000
 	maxFieldText   = 2000
@@ -127,7 +129,11 @@ func status(r approvals.Request) string {
 	case approvals.StateFailed:
 		return fmt.Sprintf(":x: *Approved* by %s %s (%s), but *the assignment failed* %s. See the thread.", user(r.Decider), date(r.DecidedAt), votes(r), date(r.FinishedAt))
 	case approvals.StateDenied:
-		return fmt.Sprintf(":no_entry: *Denied* by %s %s.", user(r.Decider), date(r.DecidedAt))
+		s := fmt.Sprintf(":no_entry: *Denied* by %s %s.", user(r.Decider), date(r.DecidedAt))
+		if r.DenyReason != "" {
+			s += " Reason:\n" + quote(Escape(r.DenyReason))
+		}
+		return s
 	case approvals.StateExpired:
 		return fmt.Sprintf(":alarm_clock: *Expired* %s without a decision (%s).", date(r.FinishedAt), votes(r))
 	case approvals.StateCancelled:
@@ -159,6 +165,7 @@ func ApprovalBlocks(r approvals.Request) []slack.Block {
 		section(status(r)),
 	}
 	if r.State == approvals.StatePending {
+		blocks = append(blocks, section(approversLine(r)))
 		id := strconv.FormatUint(r.ID, 10)
 		approve := slack.NewButtonBlockElement(ActionApprove, id, plain("Approve")).WithStyle(slack.StylePrimary)
 		approve.Confirm = slack.NewConfirmationBlockObject(
@@ -166,7 +173,8 @@ func ApprovalBlocks(r approvals.Request) []slack.Block {
 			mrkdwn(confirmText(r)),
 			plain("Approve"), plain("Cancel"))
 		deny := slack.NewButtonBlockElement(ActionDeny, id, plain("Deny")).WithStyle(slack.StyleDanger)
-		blocks = append(blocks, slack.NewActionBlock(decisionBlock, approve, deny))
+		cancel := slack.NewButtonBlockElement(ActionCancel, id, plain("Cancel request"))
+		blocks = append(blocks, slack.NewActionBlock(decisionBlock, approve, deny, cancel))
 	}
 	return blocks
 }
