@@ -256,3 +256,46 @@ func TestApprovedAndAppliedAreTold(t *testing.T) {
 		t.Errorf("the requester got %d DMs, want pending, approved, applied:\n%s", len(got), strings.Join(got, "\n---\n"))
 	}
 }
+
+// TestSocketModeDenyThroughTheModal: in Socket Mode the click opens the
+// same modal, and the submission's inline errors travel in the envelope's
+// ack.
+func TestSocketModeDenyThroughTheModal(t *testing.T) {
+	t.Parallel()
+	b := newSocketBot(t)
+	reply := b.socketCommand(requester, defaultTarget+" over a socket")
+	var id uint64
+	if _, err := fmt.Sscanf(reply.Text, "Request #%d is being checked", &id); err != nil {
+		t.Fatalf("command answered %q", reply.Text)
+	}
+	b.socketClick(approverBob, slackapp.ActionDeny, id)
+	b.waitFor("the deny modal", func() bool { return len(b.slack.OpenedViews()) == 1 })
+	if v := b.slack.OpenedViews()[0]; v.PrivateMetadata != fmt.Sprintf("%d:%s", id, testChannel) {
+		t.Fatalf("modal metadata %q", v.PrivateMetadata)
+	}
+	submit := func(reason string) string {
+		t.Helper()
+		env, err := b.slack.SendInteraction(denySubmissionPayload(approverBob, testChannel, id, reason))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+		defer cancel()
+		payload, err := b.slack.WaitAck(ctx, env)
+		if err != nil {
+			t.Fatalf("no ack for the submission: %v", err)
+		}
+		return string(payload)
+	}
+	if ack := submit(" "); !strings.Contains(ack, `"response_action":"errors"`) {
+		t.Fatalf("a blank reason was acked with %s", ack)
+	}
+	if ack := submit("Use the reader role, see OPS-9"); strings.Contains(ack, "errors") {
+		t.Fatalf("the deny was acked with %s", ack)
+	}
+	r := b.waitState(id, approvals.StateDenied)
+	if r.DenyReason != "Use the reader role, see OPS-9" {
+		t.Errorf("reason %q", r.DenyReason)
+	}
+	b.waitDM(requester, "was denied by <@"+approverBob+">", "Use the reader role, see OPS-9")
+}
