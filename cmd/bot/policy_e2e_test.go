@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rolegate/rolegate/internal/approvals"
 	"github.com/rolegate/rolegate/internal/openai/openaitest"
@@ -138,4 +139,55 @@ func TestPolicyFailureIsToldToTheRequester(t *testing.T) {
 	b.waitState(id, approvals.StateFailed)
 	b.waitDM(requester, fmt.Sprintf("request #%d was approved, but OpenAI did not assign the role", id),
 		"must be added to project", "`group_not_in_project`", "HTTP status 400")
+}
+
+// TestReminderFallingDueWhileDownIsSentOnceAfterRestart: the reminder of
+// a rule with remind_after falls due while the bot is stopped; the next
+// start sends it, once, in the thread, mentioning the approvers who have
+// not acted, and a further restart does not send it again.
+func TestReminderFallingDueWhileDownIsSentOnceAfterRestart(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "policy.yml")
+	policy := "rules:\n  - name: nudged\n    approvers: [U0ANA, U0BOB, S0PLATFORM]\n    approvals_required: 2\n    remind_after: 2s\n"
+	if err := os.WriteFile(path, []byte(policy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := newBot(t, map[string]string{"ROLEGATE_POLICY": path, "ROLEGATE_APPROVERS": ""})
+	b.slack.AddUserGroup(platform, approverCy)
+	id := b.request(requester, defaultTarget+" remind them")
+	b.approvalMessage(id)
+	b.click(approverAna, slackapp.ActionApprove, id)
+	b.waitFor("Ana's vote", func() bool { return len(b.stored(id).Approvals) == 1 })
+	b.stop()
+	r := b.stored(id)
+	if r.Reminded || r.RemindAt.IsZero() {
+		t.Fatalf("before the downtime: reminded %v, due %v (the machine is too slow for a 2s reminder?)", r.Reminded, r.RemindAt)
+	}
+	b.waitFor("the reminder to fall due while the bot is down", func() bool { return time.Now().After(r.RemindAt) })
+
+	b.start()
+	var reminder string
+	b.waitFor("the reminder in the thread", func() bool {
+		for _, text := range b.threadReplies(id) {
+			if strings.Contains(text, "Reminder") {
+				reminder = text
+				return true
+			}
+		}
+		return false
+	})
+	if !strings.Contains(reminder, "<@"+approverBob+">") || !strings.Contains(reminder, "<!subteam^"+platform+">") || strings.Contains(reminder, "<@"+approverAna+">,") {
+		t.Errorf("the reminder does not mention exactly those who have not acted: %s", reminder)
+	}
+	b.restart()
+	b.waitFor("the outbox to empty", func() bool { return b.outboxLen() == 0 })
+	n := 0
+	for _, text := range b.threadReplies(id) {
+		if strings.Contains(text, "Reminder") {
+			n++
+		}
+	}
+	if r := b.stored(id); n != 1 || !r.Reminded || r.State != approvals.StatePending {
+		t.Errorf("%d reminders, Reminded %v, state %s; want one, still pending", n, r.Reminded, r.State)
+	}
 }
