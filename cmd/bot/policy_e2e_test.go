@@ -179,6 +179,9 @@ func TestReminderFallingDueWhileDownIsSentOnceAfterRestart(t *testing.T) {
 	if !strings.Contains(reminder, "<@"+approverBob+">") || !strings.Contains(reminder, "<!subteam^"+platform+">") || strings.Contains(reminder, "<@"+approverAna+">,") {
 		t.Errorf("the reminder does not mention exactly those who have not acted: %s", reminder)
 	}
+	// A message whose delivery a stop interrupts is sent again (at least
+	// once): let the reminder's job complete before restarting.
+	b.waitFor("the reminder's job to complete", func() bool { return b.outboxLen() == 0 })
 	b.restart()
 	b.waitFor("the outbox to empty", func() bool { return b.outboxLen() == 0 })
 	n := 0

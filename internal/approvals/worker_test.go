@@ -250,6 +250,9 @@ func TestWorkerHonoursRetryAfter(t *testing.T) {
 	if !strings.Contains(j.LastError, "Rate limit reached") || j.FirstTry.IsZero() {
 		t.Errorf("job LastError %q FirstTry %v", j.LastError, j.FirstTry)
 	}
+	// Slack messages (the requester's DM) may still be due in their own
+	// lane; the OpenAI call is not.
+	waitFor(t, "the messages to go out", func() bool { return mustPendingJobs(t, s) == 1 })
 	jobs, next, err := s.DueJobs(t.Context(), time.Now(), nil, 10)
 	if err != nil {
 		t.Fatal(err)

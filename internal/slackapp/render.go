@@ -15,15 +15,17 @@ import (
 // Action ids of the approval message's buttons. The button value is the
 // request id in decimal.
 const (
-	ActionApprove = "rolegate_approve"
-	ActionDeny    = "rolegate_deny"
-	// ActionCancel withdraws the request; only its requester may use it.
-	ActionCancel   = "rolegate_cancel"
+	ActionApprove  = "rolegate_approve"
+	ActionDeny     = "rolegate_deny"
 	decisionBlock  = "rolegate_decision"
 	maxSectionText = 3000
 	maxFieldText   = 2000
 	maxBlocks      = 50
 )
+
+// ActionCancel is the approval message's Cancel button: it withdraws the
+// request, and only its requester may use it.
+const ActionCancel = "rolegate_cancel"
 
 var escaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
 
