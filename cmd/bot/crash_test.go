@@ -156,8 +156,8 @@ func TestCrashRecovery(t *testing.T) {
 		c.checkDB(func(s *approvals.BoltStore) {
 			r, _ := s.Get(context.Background(), id)
 			n, _ := pendingJobs(s, context.Background())
-			if r.State != approvals.StateApplied || n != 2 {
-				t.Fatalf("after the kill: %s with %d jobs, want applied with the update and the result owed", r.State, n)
+			if r.State != approvals.StateApplied || n != 3 {
+				t.Fatalf("after the kill: %s with %d jobs, want applied with the update, the result and the requester's DM owed", r.State, n)
 			}
 		})
 		if m := c.approvalMessage(id); strings.Contains(m.VisibleText(), "Role assigned") {
@@ -527,9 +527,13 @@ func (c *crashRig) send(path, body string) (int, string, error) {
 }
 
 // sendClick clicks a button of request id without needing its message: the
-// bot reads only the value, the user and the channel.
+// bot reads only the value, the user and the channel. A Deny is sent as the
+// submission of the modal its click opens, which is where the deny happens.
 func (c *crashRig) sendClick(user, actionID string, id uint64) (int, string, error) {
 	cb := clickPayload(user, testChannel, actionID, strconv.FormatUint(id, 10), "1700000000.000100", "")
+	if actionID == slackapp.ActionDeny {
+		cb = denySubmissionPayload(user, testChannel, id, "crash soak")
+	}
 	raw, err := json.Marshal(cb)
 	if err != nil {
 		return 0, "", err
@@ -678,8 +682,8 @@ func (c *crashRig) messageCounts(rs map[uint64]approvals.Request) (approval, res
 				result++
 			}
 		}
-		if r.State == approvals.StateApplied || r.State == approvals.StateFailed {
-			result-- // the one expected
+		if r.State == approvals.StateApplied || r.State == approvals.StateFailed || r.State == approvals.StateDenied {
+			result-- // the one expected: the summary, the error, or who denied and why
 		}
 	}
 	return approval, max(result, 0)

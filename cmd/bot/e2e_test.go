@@ -73,7 +73,7 @@ func TestApproveAssignsOnceAndPostsTheSummary(t *testing.T) {
 func TestDenyEndsTheRequest(t *testing.T) {
 	b := newBot(t, nil)
 	id := b.request(requester, defaultTarget+" please")
-	b.click(approverBob, slackapp.ActionDeny, id)
+	b.deny(approverBob, id, "not now")
 	r := b.waitState(id, approvals.StateDenied)
 	if r.Decider != approverBob {
 		t.Fatalf("decider = %q", r.Decider)

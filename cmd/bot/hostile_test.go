@@ -146,6 +146,9 @@ func TestHostileInteractionsChangeNothing(t *testing.T) {
 	ts := strconv.FormatInt(now.Unix(), 10)
 	sign := func(ts, body string) string { return slackfake.Signature(testSecret, ts, []byte(body)) }
 
+	// Let the messages the requests already owe (approval messages, the
+	// requester's pending DMs) go out first.
+	b.waitFor("the outbox to drain", func() bool { return b.outboxLen() == 0 })
 	before := b.observe(id, other)
 
 	t.Run("signature", func(t *testing.T) {

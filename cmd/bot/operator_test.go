@@ -10,7 +10,6 @@ import (
 
 	"github.com/rolegate/rolegate/internal/approvals"
 	"github.com/rolegate/rolegate/internal/openai/openaitest"
-	"github.com/rolegate/rolegate/internal/slackapp"
 	"github.com/rolegate/rolegate/internal/slackapp/slackfake"
 )
 
@@ -87,7 +86,7 @@ func TestRequestsListsWhileTheBotRuns(t *testing.T) {
 	b := newBot(t, nil)
 	first := b.request(requester, defaultTarget+" listed")
 	second := b.request(approverAna, "proj_abc group_02 role_02 also listed")
-	b.click(approverBob, slackapp.ActionDeny, second)
+	b.deny(approverBob, second, "listed as denied")
 	b.waitState(second, "denied")
 	b.approvalMessage(first)
 

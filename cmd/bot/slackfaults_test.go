@@ -86,6 +86,7 @@ func TestSlackTemporaryFaultsLoseNothing(t *testing.T) {
 	}
 
 	b.slack.SetDelay("chat.postMessage", 0)
+	b.waitFor("the requester's pending DM", func() bool { return len(b.slack.Messages(requester)) == 1 })
 	b.slack.ServerErrorNext("chat.update", 1, http.StatusServiceUnavailable)
 	b.slack.DropNext("chat.update", 1)
 	b.slack.DropNext("chat.postMessage", 1) // the result's first try
@@ -98,8 +99,13 @@ func TestSlackTemporaryFaultsLoseNothing(t *testing.T) {
 	if n := b.slack.Calls("chat.update"); n != 4 {
 		t.Errorf("%d chat.update calls, want 4 (503, dropped, approved, applied)", n)
 	}
-	if n := b.slack.Calls("chat.postMessage"); n != 4 {
-		t.Errorf("%d chat.postMessage calls, want 4 (429, approval, dropped, result)", n)
+	// The dropped post is the result or one of the requester's DMs,
+	// whichever came first; either is retried.
+	if n := b.slack.Calls("chat.postMessage"); n != 7 {
+		t.Errorf("%d chat.postMessage calls, want 7 (429, approval, one dropped, result, and the requester's DMs: pending, approved, applied)", n)
+	}
+	if n := len(b.slack.Messages(requester)); n != 3 {
+		t.Errorf("the requester got %d DMs, want 3 (pending, approved, applied)", n)
 	}
 	if n := strings.Count(b.logs.String(), "Slack delivery failed; retrying"); n != 4 {
 		t.Errorf("%d delivery retries logged, want one per injected fault (4)", n)

@@ -91,6 +91,7 @@ func Pass(r *Request, v Verdict, now time.Time) (Transition, error) {
 		ttl = DefaultRequestTTL
 	}
 	r.ExpiresAt = now.Add(ttl)
+	ScheduleReminder(r, v.Rule.RemindAfter, now)
 	return Transition{
 		Event: Event{Actor: SystemActor, Action: ActionCheck, At: now, Detail: "checks passed; rule " + v.Rule.Name},
 		Jobs:  []JobKind{JobPostApproval, JobTellRequester},

@@ -102,6 +102,8 @@ type requestRecord struct {
 	Rule        string            `json:"rule,omitempty"`
 	Approvers   []string          `json:"approvers,omitempty"`
 	DenyReason  string            `json:"deny_reason,omitempty"`
+	RemindAt    int64             `json:"remind_at,omitempty"`
+	Reminded    bool              `json:"reminded,omitempty"`
 	Reason      string            `json:"reason"`
 	Requester   string            `json:"requester"`
 	TeamID      string            `json:"team_id,omitempty"`
@@ -129,6 +131,7 @@ func marshalRequest(r *Request) ([]byte, error) {
 		CreatedAt: unixNano(r.CreatedAt), ExpiresAt: unixNano(r.ExpiresAt), Required: r.Required,
 		Decider: r.Decider, DecidedAt: unixNano(r.DecidedAt), Note: r.Note, FinishedAt: unixNano(r.FinishedAt),
 		Rule: r.Rule, Approvers: r.Approvers, DenyReason: r.DenyReason,
+		RemindAt: unixNano(r.RemindAt), Reminded: r.Reminded,
 	}
 	if r.Ask != AskFor(r.Target) {
 		rec.Ask = &askRecord{Project: r.Ask.Project, Group: r.Ask.Group, Role: r.Ask.Role}
@@ -170,6 +173,7 @@ func unmarshalRequest(b []byte) (Request, error) {
 		CreatedAt: fromUnixNano(rec.CreatedAt), ExpiresAt: fromUnixNano(rec.ExpiresAt), Required: rec.Required,
 		Decider: rec.Decider, DecidedAt: fromUnixNano(rec.DecidedAt), Note: rec.Note, FinishedAt: fromUnixNano(rec.FinishedAt),
 		Rule: rec.Rule, Approvers: rec.Approvers, DenyReason: rec.DenyReason,
+		RemindAt: fromUnixNano(rec.RemindAt), Reminded: rec.Reminded,
 	}
 	r.Ask = AskFor(r.Target)
 	if a := rec.Ask; a != nil {

@@ -347,10 +347,45 @@ func (n *fakeNotifier) TellRequester(ctx context.Context, r Request) error {
 	return n.try(JobTellRequester, r)
 }
 
+func (n *fakeNotifier) DMRequester(ctx context.Context, r Request, state State) error {
+	return n.try(NotifyRequester(state), r)
+}
+
+func (n *fakeNotifier) PostDenial(ctx context.Context, r Request) error {
+	return n.try(JobPostDenial, r)
+}
+
+func (n *fakeNotifier) Remind(ctx context.Context, r Request) error {
+	return n.try(JobRemind, r)
+}
+
+// deliveries returns the messages about request id in its channel and
+// privately through response_url, in order; the direct messages of
+// NotifyRequester jobs are left out (see dms).
 func (n *fakeNotifier) deliveries(id uint64) []delivery {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return slices.Clone(n.delivered[id])
+	var out []delivery
+	for _, d := range n.delivered[id] {
+		if _, dm := d.Kind.Reports(); !dm {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// dms returns the states the direct messages about request id reported, in
+// the order they were sent.
+func (n *fakeNotifier) dms(id uint64) []State {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []State
+	for _, d := range n.delivered[id] {
+		if s, dm := d.Kind.Reports(); dm {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func (n *fakeNotifier) attemptsOf(id uint64, kind JobKind) int {

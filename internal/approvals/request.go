@@ -116,6 +116,11 @@ type Request struct {
 	Note      string    // why it ended, when rolegate ended it or refused it
 	// DenyReason is the approver's reason for a deny.
 	DenyReason string
+	// RemindAt is when the approvers who have not acted are reminded, once
+	// (zero: the rule asks for no reminder); Reminded records that it was
+	// done, so a restart does not remind twice.
+	RemindAt   time.Time
+	Reminded   bool
 	Assignment *Assignment
 	Failure    *Failure
 	FinishedAt time.Time // when it reached applied or a final state
@@ -190,12 +195,23 @@ func (r *Request) Approved(user string) bool {
 }
 
 // NextWake is when rolegate must next look at r by itself: a pending
-// request's expiry; zero when nothing is due by time alone.
+// request's reminder, then its expiry; zero when nothing is due by time
+// alone.
 func (r *Request) NextWake() time.Time {
-	if r.State == StatePending {
-		return r.ExpiresAt
+	if r.State != StatePending {
+		return time.Time{}
 	}
-	return time.Time{}
+	if r.reminderDue(r.RemindAt) {
+		return r.RemindAt
+	}
+	return r.ExpiresAt
+}
+
+// reminderDue reports whether a pending r's reminder is due at now: it is
+// scheduled, not yet sent, and falls before the expiry (a request that
+// expires gets no reminder).
+func (r *Request) reminderDue(now time.Time) bool {
+	return !r.RemindAt.IsZero() && !r.Reminded && r.RemindAt.Before(r.ExpiresAt) && !now.Before(r.RemindAt)
 }
 
 // Event is one line of the audit trail, written in the same transaction as

@@ -117,7 +117,7 @@ func TestDecide(t *testing.T) {
 			},
 			wantDecider: "UANA", wantDecided: time.Minute,
 			wantAudit: []string{"UREQ create", "UANA approve"},
-			wantJobs:  []JobKind{JobPostApproval, JobUpdateApproval, JobAssign},
+			wantJobs:  []JobKind{JobPostApproval, JobUpdateApproval, JobAssign, NotifyRequester(StateApproved)},
 		},
 		{
 			name:     "quorum 2 counts distinct approvers",
@@ -129,7 +129,7 @@ func TestDecide(t *testing.T) {
 			},
 			wantDecider: "UBEN", wantDecided: 3 * time.Minute,
 			wantAudit: []string{"UREQ create", "UANA approve", "UBEN approve"},
-			wantJobs:  []JobKind{JobPostApproval, JobUpdateApproval, JobUpdateApproval, JobAssign},
+			wantJobs:  []JobKind{JobPostApproval, JobUpdateApproval, JobUpdateApproval, JobAssign, NotifyRequester(StateApproved)},
 		},
 		{
 			name:     "one deny ends a quorum request",
@@ -140,7 +140,7 @@ func TestDecide(t *testing.T) {
 			},
 			wantDecider: "UBEN", wantDecided: 2 * time.Minute,
 			wantAudit: []string{"UREQ create", "UANA approve", "UBEN deny"},
-			wantJobs:  []JobKind{JobPostApproval, JobUpdateApproval, JobUpdateApproval},
+			wantJobs:  []JobKind{JobPostApproval, JobUpdateApproval, JobUpdateApproval, JobPostDenial, NotifyRequester(StateDenied)},
 		},
 		{
 			name:     "requester cannot approve even when eligible",
@@ -178,7 +178,7 @@ func TestDecide(t *testing.T) {
 			},
 			wantDecider: "UANA", wantDecided: 5 * time.Minute,
 			wantAudit: []string{"UREQ create", "UANA deny"},
-			wantJobs:  []JobKind{JobPostApproval, JobUpdateApproval},
+			wantJobs:  []JobKind{JobPostApproval, JobUpdateApproval, JobPostDenial, NotifyRequester(StateDenied)},
 		},
 		{
 			name:     "requester cancels",
@@ -188,7 +188,7 @@ func TestDecide(t *testing.T) {
 			},
 			wantDecider: "UREQ", wantDecided: time.Minute,
 			wantAudit: []string{"UREQ create", "UREQ cancel"},
-			wantJobs:  []JobKind{JobPostApproval, JobUpdateApproval},
+			wantJobs:  []JobKind{JobPostApproval, JobUpdateApproval, NotifyRequester(StateCancelled)},
 		},
 		{
 			name:     "only the requester cancels",
@@ -209,7 +209,7 @@ func TestDecide(t *testing.T) {
 			},
 			wantDecider: "UANA", wantDecided: time.Minute,
 			wantAudit: []string{"UREQ create", "UANA deny"},
-			wantJobs:  []JobKind{JobPostApproval, JobUpdateApproval},
+			wantJobs:  []JobKind{JobPostApproval, JobUpdateApproval, JobPostDenial, NotifyRequester(StateDenied)},
 		},
 		{
 			name:     "decision on an approved request",
@@ -220,7 +220,7 @@ func TestDecide(t *testing.T) {
 			},
 			wantDecider: "UANA", wantDecided: time.Minute,
 			wantAudit: []string{"UREQ create", "UANA approve"},
-			wantJobs:  []JobKind{JobPostApproval, JobUpdateApproval, JobAssign},
+			wantJobs:  []JobKind{JobPostApproval, JobUpdateApproval, JobAssign, NotifyRequester(StateApproved)},
 		},
 		{
 			name:     "click from another channel",
@@ -241,7 +241,7 @@ func TestDecide(t *testing.T) {
 			},
 			wantDecider: SystemActor, wantDecided: ttl + time.Hour,
 			wantAudit: []string{"UREQ create", "rolegate expire"},
-			wantJobs:  []JobKind{JobPostApproval, JobUpdateApproval},
+			wantJobs:  []JobKind{JobPostApproval, JobUpdateApproval, NotifyRequester(StateExpired)},
 		},
 		{
 			name:     "expiry is exclusive of the deadline",
@@ -251,7 +251,7 @@ func TestDecide(t *testing.T) {
 			},
 			wantDecider: SystemActor, wantDecided: ttl,
 			wantAudit: []string{"UREQ create", "rolegate expire"},
-			wantJobs:  []JobKind{JobPostApproval, JobUpdateApproval},
+			wantJobs:  []JobKind{JobPostApproval, JobUpdateApproval, NotifyRequester(StateExpired)},
 		},
 		{
 			name:     "non-approver click after expiry still expires it",
@@ -261,7 +261,7 @@ func TestDecide(t *testing.T) {
 			},
 			wantDecider: SystemActor, wantDecided: ttl + time.Second,
 			wantAudit: []string{"UREQ create", "rolegate expire"},
-			wantJobs:  []JobKind{JobPostApproval, JobUpdateApproval},
+			wantJobs:  []JobKind{JobPostApproval, JobUpdateApproval, NotifyRequester(StateExpired)},
 		},
 		{
 			name:     "approval just before expiry counts",
@@ -271,7 +271,7 @@ func TestDecide(t *testing.T) {
 			},
 			wantDecider: "UANA", wantDecided: ttl - time.Nanosecond,
 			wantAudit: []string{"UREQ create", "UANA approve"},
-			wantJobs:  []JobKind{JobPostApproval, JobUpdateApproval, JobAssign},
+			wantJobs:  []JobKind{JobPostApproval, JobUpdateApproval, JobAssign, NotifyRequester(StateApproved)},
 		},
 	}
 	for _, tt := range tests {

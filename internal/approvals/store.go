@@ -2,6 +2,7 @@ package approvals
 
 import (
 	"context"
+	"strings"
 	"time"
 )
 
@@ -18,7 +19,37 @@ const (
 	JobAssign         JobKind = "assign"          // call the OpenAI Admin API
 	JobPostResult     JobKind = "post_result"     // post the assignment summary or the error
 	JobTellRequester  JobKind = "tell_requester"  // tell the requester privately where the request stands
+	JobPostDenial     JobKind = "post_denial"     // reply in the thread who denied and why
+	JobRemind         JobKind = "remind"          // remind the approvers who have not acted, in the thread
+	// JobNotifyRequester is the family of the direct messages that tell the
+	// requester of a state change; each job is NotifyRequester(state).
+	JobNotifyRequester JobKind = "notify_requester"
 )
+
+// NotifyRequester is the job that sends the requester a direct message
+// saying their request reached s. The state is part of the kind, so it is
+// stored with the job: a message queued for "approved" says approved even
+// when it is delivered after the request moved on (say, to applied).
+func NotifyRequester(s State) JobKind { return JobNotifyRequester + ":" + JobKind(s) }
+
+// Reports returns the state a NotifyRequester job reports, and whether k is
+// one.
+func (k JobKind) Reports() (State, bool) {
+	s, ok := strings.CutPrefix(string(k), string(JobNotifyRequester)+":")
+	if !ok || !State(s).Valid() {
+		return "", false
+	}
+	return State(s), true
+}
+
+// Family is k without what a job of k carries along: JobNotifyRequester for
+// every NotifyRequester(s), k itself otherwise. Metrics count by family.
+func (k JobKind) Family() JobKind {
+	if _, ok := k.Reports(); ok {
+		return JobNotifyRequester
+	}
+	return k
+}
 
 // Calls reports whether jobs of kind call OpenAI (rather than Slack). They
 // run in a lane and a queue of their own.

@@ -332,10 +332,10 @@ func TestReopenKeepsEverything(t *testing.T) {
 	if p, a, err := countOpen(s, t.Context()); err != nil || p != 0 || a != 1 {
 		t.Errorf("CountOpen after reopen = %d pending, %d approved, %v; want 0, 1", p, a, err)
 	}
-	if got := drainJobs(t, s, r.ID); !slices.Equal(got, []JobKind{JobUpdateApproval, JobUpdateApproval, JobAssign}) {
+	if got := drainJobs(t, s, r.ID); !slices.Equal(got, []JobKind{NotifyRequester(StatePending), JobUpdateApproval, JobUpdateApproval, JobAssign, NotifyRequester(StateApproved)}) {
 		t.Errorf("jobs after reopen = %v", got)
 	}
-	if got := drainJobs(t, s, denied.ID); !slices.Equal(got, []JobKind{JobPostApproval, JobUpdateApproval}) {
+	if got := drainJobs(t, s, denied.ID); !slices.Equal(got, []JobKind{JobPostApproval, JobUpdateApproval, JobPostDenial, NotifyRequester(StateDenied)}) {
 		t.Errorf("denied request's jobs after reopen = %v", got)
 	}
 	// Ids keep counting from where they were.
@@ -356,6 +356,7 @@ func fullRequest() Request {
 			Role:    Role{ID: "role_01", Name: "Key Manager", Permissions: []string{"a.read"}, ResourceType: "api.project"},
 		},
 		Rule: "owners", Approvers: []string{"UANA", "SPLATFORM"}, DenyReason: "not during the freeze",
+		RemindAt: at(1).Add(987654321), Reminded: true,
 		Reason: "rotate <keys> & \"tokens\" — ünïcode", Requester: "UREQ", TeamID: "T1", ChannelID: "C1",
 		ResponseURL: "https://hooks.slack.test/commands/1", MessageTS: "1700000000.000042",
 		CreatedAt: t0, ExpiresAt: t0.Add(ttl), Required: 2,
@@ -558,8 +559,8 @@ func TestExpireDue(t *testing.T) {
 		if got := auditLines(t, s, id); !slices.Equal(got, []string{"UREQ create", "rolegate expire"}) {
 			t.Errorf("request %d audit = %q", id, got)
 		}
-		if got := drainJobs(t, s, id); !slices.Equal(got, []JobKind{JobPostApproval, JobUpdateApproval}) {
-			t.Errorf("request %d jobs = %v, want the message updated", id, got)
+		if got := drainJobs(t, s, id); !slices.Equal(got, []JobKind{JobPostApproval, JobUpdateApproval, NotifyRequester(StateExpired)}) {
+			t.Errorf("request %d jobs = %v, want the message updated and the requester told", id, got)
 		}
 	}
 	if got := auditLines(t, s, approved.ID); !slices.Equal(got, []string{"UREQ create", "UANA approve"}) {
@@ -770,7 +771,7 @@ func TestDueJobs(t *testing.T) {
 	if err := s.RetryJob(t.Context(), j); err != nil {
 		t.Fatal(err)
 	}
-	if got := drainJobs(t, s, a.ID); !slices.Equal(got, []JobKind{JobUpdateApproval, JobAssign}) {
+	if got := drainJobs(t, s, a.ID); !slices.Equal(got, []JobKind{JobUpdateApproval, JobAssign, NotifyRequester(StateApproved)}) {
 		t.Errorf("request %d jobs = %v after its post job completed", a.ID, got)
 	}
 }

@@ -70,7 +70,7 @@ func Decide(r *Request, d Decision) (Transition, error) {
 			return Transition{}, ErrNotRequester
 		}
 		finish(r, StateCancelled, d.Actor, d.At)
-		return Transition{Event: Event{Actor: d.Actor, Action: ActionCancel, At: d.At}, Jobs: []JobKind{JobUpdateApproval}}, nil
+		return Transition{Event: Event{Actor: d.Actor, Action: ActionCancel, At: d.At}, Jobs: []JobKind{JobUpdateApproval, NotifyRequester(StateCancelled)}}, nil
 	case ActionApprove:
 		if d.Actor == r.Requester {
 			return Transition{}, ErrSelfApproval
@@ -95,14 +95,15 @@ func Decide(r *Request, d Decision) (Transition, error) {
 			return Transition{Event: ev, Jobs: []JobKind{JobUpdateApproval}}, nil
 		}
 		r.State, r.Decider, r.DecidedAt = StateApproved, d.Actor, d.At
-		return Transition{Event: ev, Jobs: []JobKind{JobUpdateApproval, JobAssign}}, nil
+		return Transition{Event: ev, Jobs: []JobKind{JobUpdateApproval, JobAssign, NotifyRequester(StateApproved)}}, nil
 	case ActionDeny:
 		if !d.Eligible {
 			return Transition{}, ErrNotApprover
 		}
 		finish(r, StateDenied, d.Actor, d.At)
 		r.DenyReason = d.Reason
-		return Transition{Event: Event{Actor: d.Actor, Action: ActionDeny, Detail: d.Reason, At: d.At}, Jobs: []JobKind{JobUpdateApproval}}, nil
+		return Transition{Event: Event{Actor: d.Actor, Action: ActionDeny, Detail: d.Reason, At: d.At},
+			Jobs: []JobKind{JobUpdateApproval, JobPostDenial, NotifyRequester(StateDenied)}}, nil
 	}
 	return Transition{}, fmt.Errorf("%w: unknown action %q", ErrInvalid, d.Action)
 }
@@ -122,17 +123,36 @@ func recount(votes []Vote, still map[string]bool) (kept []Vote, dropped []string
 // Expire ends a pending request whose time ran out.
 func Expire(r *Request, now time.Time) Transition {
 	finish(r, StateExpired, SystemActor, now)
-	return Transition{Event: Event{Actor: SystemActor, Action: ActionExpire, At: now}, Jobs: []JobKind{JobUpdateApproval}}
+	return Transition{Event: Event{Actor: SystemActor, Action: ActionExpire, At: now}, Jobs: []JobKind{JobUpdateApproval, NotifyRequester(StateExpired)}}
 }
 
 // Tick does what time alone makes due for r at now (see Request.NextWake):
-// today, expiring a pending request. It returns a zero Transition when
-// nothing is due.
+// expiring a pending request, or else reminding its approvers once. Both
+// happen however late now is (the bot may have been down when they fell
+// due); a request found past its expiry is expired without a reminder. It
+// returns a zero Transition when nothing is due.
 func Tick(r *Request, now time.Time) Transition {
-	if r.State == StatePending && !now.Before(r.ExpiresAt) {
+	switch {
+	case r.State != StatePending:
+		return Transition{}
+	case !now.Before(r.ExpiresAt):
 		return Expire(r, now)
+	case r.reminderDue(now):
+		r.Reminded = true
+		return Transition{Event: Event{Actor: SystemActor, Action: ActionRemind, At: now, Detail: fmt.Sprintf("%d of %d approvals", len(r.Approvals), r.Required)},
+			Jobs: []JobKind{JobRemind}}
 	}
 	return Transition{}
+}
+
+// ScheduleReminder sets when a request that has just become pending under
+// a rule with remind_after = after reminds its approvers: after from now,
+// or never when after is 0.
+func ScheduleReminder(r *Request, after time.Duration, now time.Time) {
+	r.RemindAt, r.Reminded = time.Time{}, false
+	if after > 0 {
+		r.RemindAt = now.Add(after)
+	}
 }
 
 func finish(r *Request, s State, actor string, now time.Time) {
@@ -153,7 +173,8 @@ func RecordAssignment(r *Request, a Assignment, now time.Time) (Transition, erro
 	if a.AlreadyAssigned {
 		detail = "already assigned"
 	}
-	return Transition{Event: Event{Actor: SystemActor, Action: ActionApply, Detail: detail, At: now}, Jobs: []JobKind{JobUpdateApproval, JobPostResult}}, nil
+	return Transition{Event: Event{Actor: SystemActor, Action: ActionApply, Detail: detail, At: now},
+		Jobs: []JobKind{JobUpdateApproval, JobPostResult, NotifyRequester(StateApplied)}}, nil
 }
 
 // RecordFailure records that an approved request could not be carried out.
@@ -163,16 +184,23 @@ func RecordFailure(r *Request, f Failure, now time.Time) (Transition, error) {
 	}
 	r.Failure = &f
 	r.State, r.FinishedAt = StateFailed, now
-	return Transition{Event: Event{Actor: SystemActor, Action: ActionFail, Detail: f.Message, At: now}, Jobs: []JobKind{JobUpdateApproval, JobPostResult}}, nil
+	return Transition{Event: Event{Actor: SystemActor, Action: ActionFail, Detail: f.Message, At: now},
+		Jobs: []JobKind{JobUpdateApproval, JobPostResult, NotifyRequester(StateFailed)}}, nil
 }
 
-// RecordPosted records the approval message's ts.
+// RecordPosted records the approval message's ts. A request still pending
+// then has its requester told so, with a link to the message: the link
+// exists only now.
 func RecordPosted(r *Request, ts string, now time.Time) (Transition, error) {
 	if r.MessageTS != "" {
 		return Transition{}, nil // already recorded: a repeated delivery
 	}
 	r.MessageTS = ts
-	return Transition{Event: Event{Actor: SystemActor, Action: ActionPosted, Detail: ts, At: now}}, nil
+	tr := Transition{Event: Event{Actor: SystemActor, Action: ActionPosted, Detail: ts, At: now}}
+	if r.State == StatePending {
+		tr.Jobs = []JobKind{NotifyRequester(StatePending)}
+	}
+	return tr, nil
 }
 
 // RecordUnseen ends a pending request whose approval message Slack refused
@@ -183,5 +211,7 @@ func RecordUnseen(r *Request, why string, now time.Time) (Transition, error) {
 	}
 	finish(r, StateCancelled, SystemActor, now)
 	r.Note = "the approval message could not be posted: " + why
+	// JobTellRequester already tells the requester (by DM once the
+	// response_url is stale): a second DM would say the same.
 	return Transition{Event: Event{Actor: SystemActor, Action: ActionCancel, Detail: r.Note, At: now}, Jobs: []JobKind{JobTellRequester}}, nil
 }

@@ -27,6 +27,18 @@ type Notifier interface {
 	// TellRequester tells the requester privately why the request ended
 	// without a decision (r.Note).
 	TellRequester(ctx context.Context, r Request) error
+	// DMRequester sends the requester a direct message saying r reached
+	// state, which may be behind r.State when the message was delayed:
+	// it says what happened then (pending with a link to the approval
+	// message, approved, applied with the summary, denied with the reason,
+	// failed with the error, expired, cancelled).
+	DMRequester(ctx context.Context, r Request, state State) error
+	// PostDenial replies in the approval message's thread who denied r
+	// and why.
+	PostDenial(ctx context.Context, r Request) error
+	// Remind replies in the approval message's thread, mentioning the
+	// approvers of a pending r who have not acted yet.
+	Remind(ctx context.Context, r Request) error
 }
 
 // DeliveryError is a Notifier failure, classified.
@@ -672,14 +684,26 @@ func (w *Worker) deliver(ctx context.Context, log *slog.Logger, j Job, r Request
 		err = w.Notifier.PostResult(ctx, r)
 	case JobTellRequester:
 		err = w.Notifier.TellRequester(ctx, r)
+	case JobPostDenial:
+		err = w.Notifier.PostDenial(ctx, r)
+	case JobRemind:
+		if r.State != StatePending || r.MessageTS == "" {
+			w.complete(ctx, log, j) // decided meanwhile, or never posted: nobody to remind
+			return
+		}
+		err = w.Notifier.Remind(ctx, r)
 	default:
+		if state, ok := j.Kind.Reports(); ok {
+			err = w.Notifier.DMRequester(ctx, r, state)
+			break
+		}
 		log.ErrorContext(ctx, "Dropping a job of unknown kind")
 		w.complete(ctx, log, j)
 		return
 	}
 	if err == nil {
 		e.delivered = true
-		w.Observer.Delivery(j.Kind, "ok")
+		w.Observer.Delivery(j.Kind.Family(), "ok")
 		w.delivered(ctx, log, j, e)
 		return
 	}
@@ -689,7 +713,7 @@ func (w *Worker) deliver(ctx context.Context, log *slog.Logger, j Job, r Request
 	var de *DeliveryError
 	temporary := !errors.As(err, &de) || de.Temporary
 	if !temporary || now.Sub(j.FirstTry) >= w.DeliveryGiveUp {
-		w.Observer.Delivery(j.Kind, "dropped")
+		w.Observer.Delivery(j.Kind.Family(), "dropped")
 		attrs := []any{"err", err}
 		if de != nil && de.Hint != "" {
 			attrs = append(attrs, "hint", de.Hint)
@@ -713,7 +737,7 @@ func (w *Worker) deliver(ctx context.Context, log *slog.Logger, j Job, r Request
 	if de != nil && de.RetryAfter > delay {
 		delay = de.RetryAfter
 	}
-	w.Observer.Delivery(j.Kind, "retry")
+	w.Observer.Delivery(j.Kind.Family(), "retry")
 	log.WarnContext(ctx, "Slack delivery failed; retrying", "attempt", j.Attempts, "retry_in", delay.String(), "err", err)
 	w.reschedule(ctx, log, j, delay)
 }

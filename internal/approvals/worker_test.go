@@ -82,6 +82,9 @@ func TestWorkerAppliesApprovedRequest(t *testing.T) {
 		{JobUpdateApproval, StateApplied},
 		{JobPostResult, StateApplied},
 	})
+	if got, want := n.dms(r.ID), []State{StatePending, StateApproved, StateApplied}; !slices.Equal(got, want) {
+		t.Errorf("the requester was told %v by direct message, want %v", got, want)
+	}
 	if got := auditLines(t, s, r.ID); !slices.Equal(got, []string{"UREQ create", "rolegate posted", "UANA approve", "rolegate apply"}) {
 		t.Errorf("audit = %q", got)
 	}
@@ -209,6 +212,9 @@ func TestWorkerGrantOutcomes(t *testing.T) {
 				{JobUpdateApproval, tt.wantState},
 				{JobPostResult, tt.wantState},
 			})
+			if got, want := n.dms(r.ID), []State{StatePending, StateApproved, tt.wantState}; !slices.Equal(got, want) {
+				t.Errorf("the requester was told %v by direct message, want %v", got, want)
+			}
 		})
 	}
 }
@@ -244,6 +250,9 @@ func TestWorkerHonoursRetryAfter(t *testing.T) {
 	if !strings.Contains(j.LastError, "Rate limit reached") || j.FirstTry.IsZero() {
 		t.Errorf("job LastError %q FirstTry %v", j.LastError, j.FirstTry)
 	}
+	// Slack messages (the requester's DM) may still be due in their own
+	// lane; the OpenAI call is not.
+	waitFor(t, "the messages to go out", func() bool { return mustPendingJobs(t, s) == 1 })
 	jobs, next, err := s.DueJobs(t.Context(), time.Now(), nil, 10)
 	if err != nil {
 		t.Fatal(err)
@@ -537,8 +546,8 @@ func TestWorkerNeverReassignsFinishedRequest(t *testing.T) {
 			if _, err := tt.finish(t.Context(), s, r); err != nil {
 				t.Fatal(err)
 			}
-			if n := mustPendingJobs(t, s); n != 5 {
-				t.Fatalf("outbox has %d jobs, want 5 (post, update, assign, update, result)", n)
+			if n := mustPendingJobs(t, s); n != 7 {
+				t.Fatalf("outbox has %d jobs, want 7 (post, update, assign, DM approved, update, result, DM outcome)", n)
 			}
 			g := &fakeGranter{}
 			startWorker(t, newWorker(s, g, &fakeNotifier{}))

@@ -223,6 +223,8 @@ func (a *App) blockAction(ctx context.Context, log *slog.Logger, cb slack.Intera
 		action = approvals.ActionApprove
 	case ActionDeny:
 		action = approvals.ActionDeny
+	case ActionCancel:
+		action = approvals.ActionCancel
 	default:
 		log.WarnContext(ctx, "Ignoring an unknown action", "action_id", act.ActionID)
 		a.metrics().Decision("unknown", "refused_unknown_action")
@@ -235,13 +237,24 @@ func (a *App) blockAction(ctx context.Context, log *slog.Logger, cb slack.Intera
 		return
 	}
 	log = log.With("request_id", id)
+	if action == approvals.ActionDeny && cb.User.ID != a.requesterOf(ctx, id) {
+		// An approver's Deny asks for a reason first; the requester's own
+		// Deny withdraws the request at once, as Cancel does.
+		if cb.TriggerID == "" {
+			log.WarnContext(ctx, "Ignoring a Deny click without a trigger_id")
+			a.metrics().Decision(string(action), "refused_malformed")
+			return
+		}
+		a.openDenyModal(ctx, log, cb, id)
+		return
+	}
 	r, err := a.Service.Decide(ctx, approvals.Decision{RequestID: id, Actor: cb.User.ID, Action: action, ChannelID: cb.Channel.ID})
 	if err != nil {
 		a.metrics().Decision(string(action), outcome(err))
 		a.notice(cb, a.refusal(ctx, log, id, action, err))
 		return
 	}
-	if r.State == approvals.StateCancelled && action == approvals.ActionDeny {
+	if r.State == approvals.StateCancelled && action != approvals.ActionCancel {
 		a.metrics().Decision(string(action), "cancelled_by_requester")
 		log.InfoContext(ctx, "The requester withdrew their request with Deny", "request_id", r.ID)
 		return

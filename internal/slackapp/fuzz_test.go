@@ -184,14 +184,18 @@ type click struct {
 	id     uint64
 	user   string
 	action approvals.Action
+	reason bool // a deny submitted with its reason through the modal
 }
 
 // validClick judges payload by the shape Slack sends for a click on the
 // approval message's buttons, written from Slack's documentation rather
 // than from the handler: a block_actions payload with a user id, a channel
 // id and exactly one action, that action carrying a block_id (string), one
-// of rolegate's two action ids and a request id in decimal.
+// of rolegate's three action ids and a request id in decimal.
 func validClick(payload string) (click, bool) {
+	if c, ok := validDenySubmission(payload); ok {
+		return c, true
+	}
 	var p struct {
 		Type    string              `json:"type"`
 		User    struct{ ID string } `json:"user"`
@@ -221,6 +225,8 @@ func validClick(payload string) (click, bool) {
 		c.action = approvals.ActionApprove
 	case ActionDeny:
 		c.action = approvals.ActionDeny
+	case ActionCancel:
+		c.action = approvals.ActionCancel
 	default:
 		return click{}, false
 	}
@@ -235,12 +241,48 @@ func validClick(payload string) (click, bool) {
 	return c, true
 }
 
+// validDenySubmission judges payload as a submission of the deny modal: a
+// view_submission by a user, of a view with callback_id rolegate_deny whose
+// private_metadata is "<id>:<channel>" naming a request in the channel it
+// lives in, with a reason that is not blank.
+func validDenySubmission(payload string) (click, bool) {
+	var p struct {
+		Type string              `json:"type"`
+		User struct{ ID string } `json:"user"`
+		View struct {
+			CallbackID      string `json:"callback_id"`
+			PrivateMetadata string `json:"private_metadata"`
+			State           struct {
+				Values map[string]map[string]struct {
+					Value string `json:"value"`
+				} `json:"values"`
+			} `json:"state"`
+		} `json:"view"`
+	}
+	if json.Unmarshal([]byte(payload), &p) != nil || p.Type != "view_submission" || p.User.ID == "" || p.View.CallbackID != DenyModalID {
+		return click{}, false
+	}
+	idText, channel, _ := strings.Cut(p.View.PrivateMetadata, ":")
+	id, err := strconv.ParseUint(idText, 10, 64)
+	if err != nil || id == 0 || fuzzChannels[id] != channel || strings.TrimSpace(p.View.State.Values["rolegate_deny_reason"]["reason"].Value) == "" {
+		return click{}, false
+	}
+	return click{id: id, user: p.User.ID, action: approvals.ActionDeny, reason: true}, true
+}
+
 // expect returns the state after c applied to before, and whether c may
-// change anything: an eligible approver, on a pending request, not voting
-// twice, not approving their own request.
+// change anything: an eligible approver approving, on a pending request,
+// not voting twice, not approving their own request; or the requester
+// withdrawing it with Deny or Cancel. An approver's Deny only opens the
+// modal that asks for a reason: the click itself changes nothing.
 func expect(before snapshot, c click) (snapshot, bool) {
 	q, ok := before.reqs[c.id]
-	if !ok || q.State != approvals.StatePending || !slices.Contains(fuzzApprovers, c.user) {
+	if !ok || q.State != approvals.StatePending {
+		return before, false
+	}
+	withdraw := (c.action == approvals.ActionDeny || c.action == approvals.ActionCancel) && c.user == fuzzReq
+	decides := (c.action == approvals.ActionApprove || c.reason) && slices.Contains(fuzzApprovers, c.user)
+	if !withdraw && !decides {
 		return before, false
 	}
 	voters := strings.Split(q.Voters, ",")
@@ -260,11 +302,15 @@ func expect(before snapshot, c click) (snapshot, bool) {
 		after.outbox = before.outbox + 1 // update the message
 		if len(voters)+1 >= 2 {
 			q.State, q.Decider = approvals.StateApproved, c.user
-			after.outbox++ // and assign
+			after.outbox += 2 // and assign, and tell the requester
 		}
-	case approvals.ActionDeny:
-		q.State, q.Decider = approvals.StateDenied, c.user
-		after.outbox = before.outbox + 1
+	case approvals.ActionDeny, approvals.ActionCancel:
+		q.State, q.Decider = approvals.StateCancelled, c.user
+		after.outbox = before.outbox + 2 // update the message, tell the requester
+		if !withdraw {
+			q.State = approvals.StateDenied
+			after.outbox++ // and reply in the thread
+		}
 	}
 	after.reqs[c.id] = q
 	return after, true
@@ -314,6 +360,12 @@ func shortClick(user, channel, actionID, value string) string {
 		user, channel, actionID, value)
 }
 
+// denySubmission is the view_submission of the deny modal.
+func denySubmission(user, metadata, reason string) string {
+	return fmt.Sprintf(`{"type":"view_submission","user":{"id":%q},"view":{"id":"V1","callback_id":"rolegate_deny","private_metadata":%q,`+
+		`"state":{"values":{"rolegate_deny_reason":{"reason":{"type":"plain_text_input","value":%q}}}}}}`, user, metadata, reason)
+}
+
 // interactionSeeds are real shapes and near misses; the bool says whether
 // the click must change the fixed state.
 var interactionSeeds = []struct {
@@ -322,7 +374,11 @@ var interactionSeeds = []struct {
 }{
 	{slackClick(fuzzAna, "C1", ActionApprove, "1"), true},
 	{shortClick(fuzzBob, "C1", ActionApprove, "4"), true}, // completes the quorum
-	{shortClick(fuzzBob, "C1", ActionDeny, "1"), true},
+	{shortClick(fuzzBob, "C1", ActionDeny, "1"), false},   // asks for a reason first
+	{shortClick(fuzzReq, "C1", ActionDeny, "1"), true},    // the requester withdraws
+	{shortClick(fuzzReq, "C1", ActionCancel, "1"), true},
+	{shortClick(fuzzAna, "C1", ActionCancel, "1"), false}, // not hers to cancel
+	{shortClick(fuzzReq, "C2", ActionCancel, "1"), false}, // from another channel
 	{shortClick(fuzzAna, "C2", ActionApprove, "2"), true},
 	{shortClick(fuzzAna, "C1", ActionApprove, "4"), false},  // already voted
 	{shortClick(fuzzReq, "C1", ActionApprove, "1"), false},  // own request
@@ -350,6 +406,13 @@ var interactionSeeds = []struct {
 		`"rolegate_role":{"rolegate_role":{"type":"external_select","selected_option":{"value":"role_01"}}},` +
 		`"rolegate_reason":{"rolegate_reason":{"type":"plain_text_input","value":"fuzz"}}}}}}`, false},
 	{`{"type":"view_submission","user":{"id":"UREQ"},"view":{"id":"V1","callback_id":"rolegate_request","private_metadata":"","state":{"values":{}}}}`, false},
+	{denySubmission(fuzzBob, "1:C1", "not during the freeze"), true},
+	{denySubmission(fuzzBob, "1:C2", "not during the freeze"), false}, // forged: request 1 lives in C1
+	{denySubmission(fuzzBob, "2:C1", "not during the freeze"), false}, // forged: request 2 lives in C2
+	{denySubmission(fuzzBob, "1:C1", "   "), false},                   // no reason
+	{denySubmission("UEVE", "1:C1", "not during the freeze"), false},  // not an approver
+	{denySubmission(fuzzBob, "3:C1", "not during the freeze"), false}, // already denied
+	{denySubmission(fuzzReq, "1:C1", "never mind"), true},             // the requester withdraws
 	{`{}`, false},
 	{`null`, false},
 	{`[]`, false},

@@ -23,6 +23,10 @@ const (
 	maxBlocks      = 50
 )
 
+// ActionCancel is the approval message's Cancel button: it withdraws the
+// request, and only its requester may use it.
+const ActionCancel = "rolegate_cancel"
+
 var escaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
 
 // Escape makes user-provided text safe for mrkdwn: no mention, channel
@@ -126,7 +130,11 @@ func status(r approvals.Request) string {
 	case approvals.StateFailed:
 		return fmt.Sprintf(":x: *Approved* by %s %s (%s), but *the assignment failed* %s. See the thread.", user(r.Decider), date(r.DecidedAt), votes(r), date(r.FinishedAt))
 	case approvals.StateDenied:
-		return fmt.Sprintf(":no_entry: *Denied* by %s %s.", user(r.Decider), date(r.DecidedAt))
+		s := fmt.Sprintf(":no_entry: *Denied* by %s %s.", user(r.Decider), date(r.DecidedAt))
+		if r.DenyReason != "" {
+			s += " Reason:\n" + quote(Escape(r.DenyReason))
+		}
+		return s
 	case approvals.StateExpired:
 		return fmt.Sprintf(":alarm_clock: *Expired* %s without a decision (%s).", date(r.FinishedAt), votes(r))
 	case approvals.StateCancelled:
@@ -166,6 +174,7 @@ func ApprovalBlocks(r approvals.Request) []slack.Block {
 	}
 	var actions slack.Block
 	if r.State == approvals.StatePending {
+		blocks = append(blocks, section(approversLine(r)))
 		id := strconv.FormatUint(r.ID, 10)
 		approve := slack.NewButtonBlockElement(ActionApprove, id, plain("Approve")).WithStyle(slack.StylePrimary)
 		approve.Confirm = slack.NewConfirmationBlockObject(
@@ -173,7 +182,8 @@ func ApprovalBlocks(r approvals.Request) []slack.Block {
 			mrkdwn(confirmText(r)),
 			plain("Approve"), plain("Cancel"))
 		deny := slack.NewButtonBlockElement(ActionDeny, id, plain("Deny")).WithStyle(slack.StyleDanger)
-		actions = slack.NewActionBlock(decisionBlock, approve, deny)
+		cancel := slack.NewButtonBlockElement(ActionCancel, id, plain("Cancel request"))
+		actions = slack.NewActionBlock(decisionBlock, approve, deny, cancel)
 	}
 	if p := r.Preview; p != nil {
 		// The role's description and permissions go between the facts and

@@ -158,10 +158,13 @@ func TestApprovalBlocksPending(t *testing.T) {
 		t.Errorf("reason not escaped as expected:\n%s", text)
 	}
 	bs := buttons(blocks)
-	if len(bs) != 2 {
-		t.Fatalf("%d buttons, want Approve and Deny", len(bs))
+	if len(bs) != 3 {
+		t.Fatalf("%d buttons, want Approve, Deny and Cancel", len(bs))
 	}
-	approve, deny := bs[0], bs[1]
+	approve, deny, cancel := bs[0], bs[1], bs[2]
+	if cancel.ActionID != ActionCancel || cancel.Value != "42" || cancel.Style != "" {
+		t.Errorf("Cancel button = %+v", cancel)
+	}
 	if approve.Text.Text != "Approve" || approve.ActionID != ActionApprove || approve.Value != "42" || approve.Style != slack.StylePrimary || approve.Confirm == nil {
 		t.Errorf("Approve button = %+v", approve)
 	}
@@ -190,7 +193,8 @@ func TestApprovalBlocksAfterDecision(t *testing.T) {
 		}, []string{"Role assigned", "<@U0BOB>"}},
 		{"denied", func(r *approvals.Request) {
 			r.State, r.Decider, r.DecidedAt, r.FinishedAt = approvals.StateDenied, "U0ANA", decided, decided
-		}, []string{"Denied", "<@U0ANA>", "<!date^1795773600^"}},
+			r.DenyReason = "not during the <!here> freeze"
+		}, []string{"Denied", "<@U0ANA>", "<!date^1795773600^", "> not during the &lt;!here&gt; freeze"}},
 		{"expired", func(r *approvals.Request) {
 			r.State, r.Decider, r.DecidedAt, r.FinishedAt = approvals.StateExpired, approvals.SystemActor, decided, decided
 		}, []string{"Expired"}},
@@ -214,7 +218,7 @@ func TestApprovalBlocksAfterDecision(t *testing.T) {
 					t.Errorf("message lacks %q:\n%s", w, text)
 				}
 			}
-			if got := len(buttons(blocks)); (r.State == approvals.StatePending) != (got == 2) {
+			if got := len(buttons(blocks)); (r.State == approvals.StatePending) != (got == 3) {
 				t.Errorf("state %s shows %d buttons", r.State, got)
 			}
 		})

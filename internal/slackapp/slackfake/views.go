@@ -157,3 +157,6 @@ func (s *Server) getPermalink(p url.Values) apiResponse {
 func Permalink(channel, ts string) string {
 	return "https://" + TeamDomain + ".slack.com/archives/" + channel + "/p" + strings.Replace(ts, ".", "", 1)
 }
+
+// OpenedViews is Views: every modal views.open opened, oldest first.
+func (s *Server) OpenedViews() []OpenedView { return s.Views() }
