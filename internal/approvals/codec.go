@@ -201,10 +201,17 @@ type eventRecord struct {
 	Action    string `json:"action"`
 	At        int64  `json:"at"`
 	Detail    string `json:"detail,omitempty"`
+	// Prev and Hash chain the event to the one before it (see ChainHash).
+	// Events written before the chain have neither until the file is
+	// opened once by a rolegate that chains them (prepare). Adding them
+	// needs no schema version: older readers ignore unknown fields.
+	Prev string `json:"prev,omitempty"`
+	Hash string `json:"hash,omitempty"`
 }
 
 func marshalEvent(e Event) ([]byte, error) {
-	return json.Marshal(eventRecord{V: schemaVersion, ID: e.ID, RequestID: e.RequestID, Actor: e.Actor, Action: string(e.Action), At: unixNano(e.At), Detail: e.Detail})
+	return json.Marshal(eventRecord{V: schemaVersion, ID: e.ID, RequestID: e.RequestID, Actor: e.Actor, Action: string(e.Action),
+		At: unixNano(e.At), Detail: e.Detail, Prev: e.Prev, Hash: e.Hash})
 }
 
 func unmarshalEvent(b []byte) (Event, error) {
@@ -215,7 +222,8 @@ func unmarshalEvent(b []byte) (Event, error) {
 	if !knownVersion(rec.V) {
 		return Event{}, fmt.Errorf("decode event %d: unknown schema version %d", rec.ID, rec.V)
 	}
-	return Event{ID: rec.ID, RequestID: rec.RequestID, Actor: rec.Actor, Action: Action(rec.Action), At: fromUnixNano(rec.At), Detail: rec.Detail}, nil
+	return Event{ID: rec.ID, RequestID: rec.RequestID, Actor: rec.Actor, Action: Action(rec.Action), At: fromUnixNano(rec.At), Detail: rec.Detail,
+		Prev: rec.Prev, Hash: rec.Hash}, nil
 }
 
 type jobRecord struct {
