@@ -28,6 +28,9 @@ func check(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 		mode = "Socket Mode"
 	}
 	fmt.Fprintf(stdout, "PASS configuration (%s, %d approvers, %d approval(s) required)\n", mode, len(cfg.approvers), cfg.ApprovalsRequired)
+	if cfg.DryRun {
+		fmt.Fprintln(stdout, "NOTE dry run: ROLEGATE_DRY_RUN=true, so rolegate will never POST or DELETE at OpenAI; every message says \"Dry run\"")
+	}
 	failed := false
 	line := func(name string, err error, ok string) {
 		if err != nil {
