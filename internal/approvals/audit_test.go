@@ -496,3 +496,31 @@ func copyFile(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// FuzzScanEventRecord: whenever the fast reader accepts a stored event,
+// encoding/json (the oracle) reads the same record from it.
+func FuzzScanEventRecord(f *testing.F) {
+	for _, e := range []Event{
+		{ID: 1, RequestID: 7, Actor: "U1", Action: ActionCreate, At: t0, Detail: "hi", Prev: GenesisHash, Hash: GenesisHash},
+		{ID: 2, Actor: "rolegate", Action: ActionPosted, At: time.Unix(0, -5), Detail: "<&> \u2028 ü \"q\""},
+		{},
+	} {
+		v, _ := marshalEvent(e)
+		f.Add(v)
+	}
+	f.Add([]byte(` { "v" : 2 , "id":18446744073709551615,"at":-9223372036854775807,"detail":"a\tb"}`))
+	f.Add([]byte(`{"v":2,"ID":3,"id":4,"id":5,"at":1e3,"actor":null}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, ok := scanEventRecord(b)
+		if !ok {
+			return
+		}
+		var want eventRecord
+		if err := json.Unmarshal(b, &want); err != nil {
+			t.Fatalf("scanEventRecord accepted %q, which encoding/json refuses: %v", b, err)
+		}
+		if got != want {
+			t.Fatalf("scanEventRecord(%q) = %+v, encoding/json reads %+v", b, got, want)
+		}
+	})
+}
