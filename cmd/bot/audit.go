@@ -10,6 +10,8 @@ import (
 	"io"
 	"iter"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/rolegate/rolegate/internal/approvals"
@@ -103,6 +105,9 @@ func auditExport(ctx context.Context, args []string, getenv func(string) string,
 		}
 		since = t
 	}
+	// `bot audit export | head` closes the pipe early: without this, the
+	// SIGPIPE would kill the process before it removes its snapshot copy.
+	signal.Ignore(syscall.SIGPIPE)
 	store, cleanup, err := auditSnapshot(getenv, stderr)
 	if err != nil {
 		return err
@@ -114,6 +119,9 @@ func auditExport(ctx context.Context, args []string, getenv func(string) string,
 	err = store.ForEachEvent(ctx, since, func(e approvals.Event) error { return enc.Encode(approvals.LineOf(e)) })
 	if err == nil {
 		err = w.Flush()
+	}
+	if errors.Is(err, syscall.EPIPE) {
+		return nil // the reader has all it wanted
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "rolegate: audit export: %v\n", err)
