@@ -45,6 +45,9 @@ func check(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 		return exitError{"check failed"}
 	}
 	fmt.Fprintf(stdout, "PASS configuration (%s, %s)\n", mode, policySummary(cfg, policy))
+	if cfg.DryRun {
+		fmt.Fprintln(stdout, "NOTE dry run: ROLEGATE_DRY_RUN=true, so rolegate will never POST or DELETE at OpenAI; every message says \"Dry run\"")
+	}
 	checkDatabase(ctx, cfg.DB, line)
 
 	api := slackClient(cfg)

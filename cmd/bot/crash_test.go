@@ -28,9 +28,9 @@ import (
 // (-tags rolegate_crashhook), runs as a subprocess in HTTP mode against the
 // in-process fakes and is SIGKILLed at each point where a crash could lose or
 // repeat work. After every kill the database must pass bbolt's consistency
-// check; after a restart on the same file every request must end in the
-// right state, with at most one effective assignment and every message
-// delivered.
+// check and its audit chain must verify; after a restart on the same file
+// every request must end in the right state, with at most one effective
+// assignment and every message delivered.
 
 func TestCrashRecovery(t *testing.T) {
 	t.Parallel()
@@ -512,6 +512,9 @@ func (c *crashRig) checkDB(inspect func(*approvals.BoltStore)) {
 	defer s.Close()
 	if err := s.Check(); err != nil {
 		c.t.Fatalf("database inconsistent after kill %d: %v", c.kills.Load(), err)
+	}
+	if res, err := s.VerifyChain(context.Background()); err != nil || !res.Intact() {
+		c.t.Fatalf("audit chain broken after kill %d: %v %v", c.kills.Load(), res.Problem, err)
 	}
 	if inspect != nil {
 		inspect(s)

@@ -94,6 +94,12 @@ func commandTable() []subcommand {
 			},
 		},
 		{
+			Name:    "audit",
+			Summary: "export the audit log as JSON lines, or verify its hash chain (works while the bot runs)",
+			Help:    auditHelp,
+			Run:     runAudit,
+		},
+		{
 			Name:    "healthcheck",
 			Summary: "exit 0 when the running bot's /healthz answers 200 (container HEALTHCHECK)",
 			Help:    healthcheckHelp,

@@ -30,7 +30,7 @@ var (
 	_ approvals.Observer = (*metrics)(nil)
 )
 
-func newMetrics(reg *prometheus.Registry, store approvals.Store, log *slog.Logger) *metrics {
+func newMetrics(reg *prometheus.Registry, store approvals.Store, log *slog.Logger, dryRun bool) *metrics {
 	m := &metrics{
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rolegate_commands_total", Help: "Slash commands by outcome (created, duplicate, help, invalid, cancelled, cancel_refused, error).",
@@ -84,7 +84,13 @@ func newMetrics(reg *prometheus.Registry, store approvals.Store, log *slog.Logge
 	quarantine := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "rolegate_quarantine_records", Help: "Stored records moved aside because they could not be read (see bot check).",
 	}, counts(func(c approvals.Counts) int { return c.Quarantined }))
-	reg.MustRegister(m.commands, m.decisions, m.openai, m.deliveries, m.slackErrors, m.storeErrors, m.quarantined, m.ack, pending, outbox, quarantine,
+	dry := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "rolegate_dry_run", Help: "1 when ROLEGATE_DRY_RUN is on: nothing is POSTed or DELETEd at OpenAI.",
+	})
+	if dryRun {
+		dry.Set(1)
+	}
+	reg.MustRegister(m.commands, m.decisions, m.openai, m.deliveries, m.slackErrors, m.storeErrors, m.quarantined, m.ack, pending, outbox, quarantine, dry,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

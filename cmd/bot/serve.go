@@ -42,7 +42,7 @@ func serve(ctx context.Context, cfg *Config, stderr io.Writer) error {
 		return exitError{err.Error()}
 	}
 	reg := prometheus.NewRegistry()
-	metrics := newMetrics(reg, store, log)
+	metrics := newMetrics(reg, store, log, cfg.DryRun)
 	api := slackClient(cfg)
 	client := openai.New(openai.Config{BaseURL: cfg.OpenAIBaseURL, AdminKey: cfg.OpenAIAdminKey, Timeout: cfg.OpenAITimeout, DryRun: cfg.DryRun})
 	catalog := openai.NewCachedCatalog(client, openai.CacheConfig{})
@@ -66,7 +66,7 @@ func serve(ctx context.Context, cfg *Config, stderr io.Writer) error {
 		Checker:     &approvals.Checker{Catalog: catalog, Fresh: client, Policy: policy, MemberOf: svc.MemberOf},
 		Granter:     client,
 		Roles:       client,
-		Notifier:    &slackapp.Notifier{Client: api, Metrics: metrics, ResponseURLs: responseURLs},
+		Notifier:    &slackapp.Notifier{Client: api, Metrics: metrics, ResponseURLs: responseURLs, DryRun: cfg.DryRun, AuditHead: auditHead(store)},
 		Logger:      log,
 		Observer:    metrics,
 		MaxAttempts: cfg.OpenAIMaxAttempts,
@@ -147,7 +147,11 @@ func serve(ctx context.Context, cfg *Config, stderr io.Writer) error {
 	}
 	ready.Store(true)
 	log.Info("rolegate started", "mode", mode, "addr", ln.Addr().String(), "db", cfg.DB,
-		"approvers", len(cfg.approvers), "approvals_required", cfg.ApprovalsRequired, "request_ttl", cfg.RequestTTL.String())
+		"approvers", len(cfg.approvers), "approvals_required", cfg.ApprovalsRequired, "request_ttl", cfg.RequestTTL.String(),
+		"dry_run", cfg.DryRun)
+	if cfg.DryRun {
+		log.Warn("Dry run (ROLEGATE_DRY_RUN=true): rolegate will never POST or DELETE at OpenAI; every message says what would have been done")
+	}
 
 	<-ctx.Done()
 	ready.Store(false)

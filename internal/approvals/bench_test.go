@@ -11,8 +11,11 @@ package approvals_test
 // throughput the batching reaches.
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -244,4 +247,65 @@ func benchStart(r *approvals.Request) approvals.Transition {
 func benchDecide(s approvals.Store, ctx context.Context, id uint64) (approvals.Request, error) {
 	d := approvals.Decision{RequestID: id, Actor: "U0ANA", Action: approvals.ActionApprove, ChannelID: "C0CHAN", Eligible: true, At: time.Now()}
 	return s.Update(ctx, id, 0, func(r *approvals.Request) (approvals.Transition, error) { return approvals.Decide(r, d) })
+}
+
+// benchEvents is the length of the audit log of the chain benchmarks:
+// approvalstest.Finished writes 4 events per request.
+const benchEvents = 200_000
+
+// benchChained is a store holding benchEvents chained events.
+func benchChained(b *testing.B) *approvals.BoltStore {
+	b.Helper()
+	s := benchStore(b)
+	if err := s.Import(context.Background(), approvalstest.Finished(1, benchEvents/4, time.Now())); err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+// BenchmarkVerifyChain recomputes every hash and link of a 200,000-event
+// log (what `bot audit verify` does after opening its snapshot).
+func BenchmarkVerifyChain(b *testing.B) {
+	s := benchChained(b)
+	ctx := context.Background()
+	for b.Loop() {
+		res, err := s.VerifyChain(ctx)
+		if err != nil || !res.Intact() || res.Events != benchEvents {
+			b.Fatalf("VerifyChain = %+v, %v", res, err)
+		}
+	}
+	b.ReportMetric(float64(b.N*benchEvents)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkAuditExport writes a 200,000-event log as `bot audit export`
+// does (one JSON line per event, buffered); B/op divided by the events is
+// the memory an event costs while it is written, and it does not grow
+// with the log.
+func BenchmarkAuditExport(b *testing.B) {
+	s := benchChained(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		w := bufio.NewWriterSize(io.Discard, 64<<10)
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false)
+		n := 0
+		err := s.ForEachEvent(ctx, time.Time{}, func(e approvals.Event) error { n++; return enc.Encode(approvals.LineOf(e)) })
+		if err != nil || n != benchEvents {
+			b.Fatalf("exported %d events: %v", n, err)
+		}
+		w.Flush()
+	}
+	b.ReportMetric(float64(b.N*benchEvents)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkChainHash is the CPU the chain adds to every event written
+// (with a read and a write of the head in meta, which stay in the
+// transaction's memory): set it against BenchmarkStoreCreate's ns/op.
+func BenchmarkChainHash(b *testing.B) {
+	e := approvals.Event{ID: 123456, RequestID: 4242, Actor: "U0REQ", Action: approvals.ActionCreate, At: time.Now(),
+		Detail: "need key rotation for incident 42", Prev: approvals.GenesisHash}
+	for b.Loop() {
+		e.Prev = approvals.ChainHash(e)
+	}
 }

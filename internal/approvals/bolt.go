@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -86,8 +87,9 @@ func openBolt(path string, opts *bolt.Options) (db *bolt.DB, err error) {
 	return db, nil
 }
 
-// prepare creates the buckets and rebuilds the derived indexes of a file
-// written with an older layout.
+// prepare creates the buckets, rebuilds the derived indexes of a file
+// written with an older layout, and chains the audit log of a file written
+// before the audit chain (startChain), each once.
 func prepare(db *bolt.DB) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -101,13 +103,18 @@ func prepare(db *bolt.DB) (err error) {
 			}
 		}
 		meta := tx.Bucket(bucketMeta)
-		if v := meta.Get([]byte("layout")); v != nil && btoi(v) >= indexLayout {
-			return nil
+		if v := meta.Get([]byte("layout")); v == nil || btoi(v) < indexLayout {
+			if err := reindex(tx); err != nil {
+				return fmt.Errorf("rebuild indexes: %w", err)
+			}
+			if err := meta.Put([]byte("layout"), itob(indexLayout)); err != nil {
+				return err
+			}
 		}
-		if err := reindex(tx); err != nil {
-			return fmt.Errorf("rebuild indexes: %w", err)
+		if err := startChain(tx, time.Now().UTC()); err != nil {
+			return fmt.Errorf("chain the audit log: %w", err)
 		}
-		return meta.Put([]byte("layout"), itob(indexLayout))
+		return nil
 	})
 }
 
@@ -162,16 +169,19 @@ func OpenSnapshot(path string) (*BoltStore, func(), error) {
 }
 
 func openSnapshot(path string) (*BoltStore, func(), error) {
-	src, err := os.ReadFile(path)
+	src, err := os.Open(path)
 	if err != nil {
 		return nil, nil, err
 	}
+	defer src.Close()
 	tmp, err := os.CreateTemp("", "rolegate-snapshot-*.db")
 	if err != nil {
 		return nil, nil, err
 	}
 	cleanup := func() { os.Remove(tmp.Name()) }
-	_, err = tmp.Write(src)
+	// Copied, not read whole: `bot audit export` of a large file must not
+	// hold the file in memory.
+	_, err = io.Copy(tmp, src)
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
@@ -673,7 +683,8 @@ func putAndRecord(tx *bolt.Tx, r *Request, tr Transition, now time.Time) error {
 	return record(tx, r, tr, now)
 }
 
-// record appends tr's audit event and enqueues its jobs.
+// record appends tr's audit event, linked to the audit chain's head in tx,
+// and enqueues its jobs.
 func record(tx *bolt.Tx, r *Request, tr Transition, now time.Time) error {
 	audit := tx.Bucket(bucketAudit)
 	seq, err := audit.NextSequence()
@@ -684,6 +695,9 @@ func record(tx *bolt.Tx, r *Request, tr Transition, now time.Time) error {
 	ev.ID, ev.RequestID = seq, r.ID
 	if ev.At.IsZero() {
 		ev.At = now
+	}
+	if err := link(tx, &ev); err != nil {
+		return err
 	}
 	v, err := marshalEvent(ev)
 	if err != nil {
@@ -728,7 +742,8 @@ type Record struct {
 
 // Import writes finished records as they are, ids included, with their
 // audit trails and indexes but no outgoing work, in transactions of up to
-// 10,000 requests. It is for copying a history into a store (a migration,
+// 10,000 requests. The events get new sequence numbers and are chained
+// onto this store's audit chain (their ID, Prev and Hash are ignored). It is for copying a history into a store (a migration,
 // a benchmark's seed), not for live requests: an id already stored is an
 // error, and the store's id sequence moves past the highest id imported.
 func (s *BoltStore) Import(ctx context.Context, recs []Record) error {

@@ -215,7 +215,8 @@ func (r *Request) reminderDue(now time.Time) bool {
 }
 
 // Event is one line of the audit trail, written in the same transaction as
-// the transition it records.
+// the transition it records. The store sets ID (the event's place in the
+// global sequence), Prev and Hash; see ChainHash for how Hash is computed.
 type Event struct {
 	ID        uint64
 	RequestID uint64
@@ -223,4 +224,10 @@ type Event struct {
 	Action    Action
 	At        time.Time
 	Detail    string
+	// Prev is the Hash of the event before this one in the global
+	// sequence, or GenesisHash for the first.
+	Prev string
+	// Hash is "sha256:" and the hex SHA-256 of the event's canonical
+	// encoding (ChainHash), which covers Prev.
+	Hash string
 }

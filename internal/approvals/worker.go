@@ -491,7 +491,7 @@ func (w *Worker) assign(ctx context.Context, log *slog.Logger, j Job, r Request)
 		w.giveUp(ctx, log, j, r, Failure{Message: j.LastError})
 		return
 	}
-	cctx, cancel := context.WithTimeout(ctx, min(w.CallTimeout, deadline.Sub(now)))
+	cctx, cancel := context.WithTimeout(ctx, w.CallTimeout) // the deadline bounds when attempts start, not how long one runs
 	a, err := w.Granter.Assign(cctx, r.Target)
 	cancel()
 	if ctx.Err() != nil {
@@ -566,7 +566,7 @@ func (w *Worker) check(ctx context.Context, log *slog.Logger, j Job, r Request) 
 		w.recordVerdict(ctx, log, j, Verdict{Rejection: "rolegate could not check the request at OpenAI in time: " + j.LastError})
 		return
 	}
-	cctx, cancel := context.WithTimeout(ctx, min(w.CallTimeout, deadline.Sub(now)))
+	cctx, cancel := context.WithTimeout(ctx, w.CallTimeout) // the deadline bounds when attempts start, not how long one runs
 	v, err := w.Checker.Check(cctx, r)
 	cancel()
 	if ctx.Err() != nil {

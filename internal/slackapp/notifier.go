@@ -21,6 +21,45 @@ type Notifier struct {
 	HTTPClient *http.Client
 	// ResponseURLs says which response_url values may be posted to.
 	ResponseURLs ResponseURLs
+	// DryRun starts every message the Notifier posts or updates with
+	// DryRunBanner: rolegate runs the whole flow but changes nothing at
+	// OpenAI.
+	DryRun bool
+	// AuditHead, when set, returns the hash of request id's latest audit
+	// event ("sha256:…"); PostResult shows its short form, so the
+	// channel's history holds checkpoints of the audit chain.
+	AuditHead func(ctx context.Context, requestID uint64) (string, error)
+}
+
+// DryRunBanner opens every message of a bot in dry run.
+const DryRunBanner = ":test_tube: *Dry run* — rolegate will not change anything at OpenAI; this shows what would have been done."
+
+// ShortHash is the form of an audit hash shown in Slack: "sha256:" and the
+// first 12 hex digits, enough to find the event in an export.
+func ShortHash(h string) string {
+	const keep = len("sha256:") + 12
+	if len(h) > keep {
+		return h[:keep]
+	}
+	return h
+}
+
+// text is s as the Notifier sends it: after the banner in dry run.
+func (n *Notifier) text(s string) string {
+	if n.DryRun {
+		return DryRunBanner + "\n" + s
+	}
+	return s
+}
+
+// blocks is bs as the Notifier sends them: after the banner in dry run.
+// The banner gives way (it stays in the text) to Slack's block limit.
+func (n *Notifier) blocks(bs []slack.Block) []slack.Block {
+	if !n.DryRun || len(bs) >= maxBlocks {
+		return bs
+	}
+	banner := slack.NewContextBlock("rolegate_dry_run", slack.NewTextBlockObject(slack.MarkdownType, DryRunBanner, false, false))
+	return append([]slack.Block{banner}, bs...)
 }
 
 var _ approvals.Notifier = (*Notifier)(nil)
@@ -35,7 +74,7 @@ func (n *Notifier) metrics() Metrics {
 // PostApproval posts r's approval message in its channel and returns its ts.
 func (n *Notifier) PostApproval(ctx context.Context, r approvals.Request) (string, error) {
 	_, ts, err := n.Client.PostMessageContext(ctx, r.ChannelID,
-		slack.MsgOptionText(Summary(r), false), slack.MsgOptionBlocks(ApprovalBlocks(r)...))
+		slack.MsgOptionText(n.text(Summary(r)), false), slack.MsgOptionBlocks(n.blocks(ApprovalBlocks(r))...))
 	if err != nil {
 		return "", n.classify("chat.postMessage", err)
 	}
@@ -45,14 +84,27 @@ func (n *Notifier) PostApproval(ctx context.Context, r approvals.Request) (strin
 // UpdateApproval rewrites r's approval message to its current state.
 func (n *Notifier) UpdateApproval(ctx context.Context, r approvals.Request) error {
 	_, _, _, err := n.Client.UpdateMessageContext(ctx, r.ChannelID, r.MessageTS,
-		slack.MsgOptionText(Summary(r), false), slack.MsgOptionBlocks(ApprovalBlocks(r)...))
+		slack.MsgOptionText(n.text(Summary(r)), false), slack.MsgOptionBlocks(n.blocks(ApprovalBlocks(r))...))
 	return n.classify("chat.update", err)
 }
 
 // PostResult posts the assignment summary, or the API's error, as a reply
-// in the approval message's thread that is also shown in the channel.
+// in the approval message's thread that is also shown in the channel. With
+// AuditHead set, it ends with the short hash of the request's latest audit
+// event; failing to read it is a temporary DeliveryError.
 func (n *Notifier) PostResult(ctx context.Context, r approvals.Request) error {
-	opts := []slack.MsgOption{slack.MsgOptionText(ResultText(r), false), slack.MsgOptionBlocks(ResultBlocks(r)...)}
+	blocks := ResultBlocks(r)
+	if n.AuditHead != nil {
+		head, err := n.AuditHead(ctx, r.ID)
+		if err != nil {
+			return &approvals.DeliveryError{Code: "audit_head", Temporary: true, Err: fmt.Errorf("read the audit head: %w", err)}
+		}
+		if head != "" && len(blocks) < maxBlocks {
+			blocks = append(blocks, slack.NewContextBlock("rolegate_audit", slack.NewTextBlockObject(slack.MarkdownType,
+				fmt.Sprintf("Audit event `%s` (`bot audit export` lists it; `bot audit verify` checks the chain)", ShortHash(head)), false, false)))
+		}
+	}
+	opts := []slack.MsgOption{slack.MsgOptionText(n.text(ResultText(r)), false), slack.MsgOptionBlocks(n.blocks(blocks)...)}
 	if r.MessageTS != "" {
 		opts = append(opts, slack.MsgOptionTS(r.MessageTS), slack.MsgOptionBroadcast())
 	}
@@ -68,7 +120,7 @@ const responseURLLife = 30 * time.Minute
 // without anyone seeing it: through the command's response_url while it is
 // valid, else in a direct message.
 func (n *Notifier) TellRequester(ctx context.Context, r approvals.Request) error {
-	text := RequesterText(r)
+	text := n.text(RequesterText(r))
 	if n.ResponseURLs.filter(r.ResponseURL) != "" && time.Since(r.CreatedAt) < responseURLLife {
 		client := n.HTTPClient
 		if client == nil {
