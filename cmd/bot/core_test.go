@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -73,4 +75,25 @@ func TestRemovedApproverVoteIsNotCounted(t *testing.T) {
 	})
 	b.click("U0CAT", slackapp.ActionApprove, id)
 	b.waitState(id, approvals.StateApplied)
+}
+
+// TestStatusShowsTheFullAuditHash: the thread's result message shows the
+// short hash of the request's latest audit event and status shows it in
+// full, so the channel anchors the chain `bot audit verify` checks.
+func TestStatusShowsTheFullAuditHash(t *testing.T) {
+	t.Parallel()
+	b := newBot(t, nil)
+	id := b.request(requester, defaultTarget+" anchored")
+	b.approvalMessage(id)
+	b.click(approverAna, slackapp.ActionApprove, id)
+	b.waitState(id, approvals.StateApplied)
+	result := b.resultMessage(id).VisibleText()
+	_, reply := b.command(requester, fmt.Sprintf("status %d", id))
+	full := regexp.MustCompile("Latest audit event: `(sha256:[0-9a-f]{64})`").FindStringSubmatch(reply.Text)
+	if full == nil {
+		t.Fatalf("status does not show the full hash of the latest event:\n%s", reply.Text)
+	}
+	if !strings.Contains(result, full[1][:len("sha256:")+12]) {
+		t.Errorf("the result message does not show the short form of %s:\n%s", full[1], result)
+	}
 }

@@ -43,7 +43,7 @@ func wantDryRunFlow(t *testing.T, b *bot, applied uint64) {
 	if len(approval.History) < 2 {
 		t.Errorf("the approval message was never updated (%d versions)", len(approval.History))
 	}
-	if !strings.Contains(result.VisibleText(), r.Assignment.Role.Name) {
+	if !strings.Contains(result.VisibleText(), r.Assignment.Role.Name) || !strings.Contains(result.VisibleText(), "would have given") {
 		t.Errorf("the result does not say what would have been assigned:\n%s", result.VisibleText())
 	}
 	followUp := fmt.Sprintf("Request #%d is waiting for approval", applied)
@@ -113,9 +113,9 @@ func wantNoWrites(t *testing.T, b *bot) {
 func TestDryRunOverSocketModeNeverWritesAtOpenAI(t *testing.T) {
 	b := newBot(t, map[string]string{"SLACK_APP_TOKEN": testAppToken, "SLACK_SIGNING_SECRET": "", "ROLEGATE_DRY_RUN": "true"})
 	reply := b.socketCommand(requester, defaultTarget+" trying rolegate over the socket")
-	var id uint64
-	if _, err := fmt.Sscanf(reply.Text, "Request #%d is being checked", &id); err != nil {
-		t.Fatalf("ack reply = %+v", reply)
+	id, ok := requestID(reply.Text)
+	if !ok || !strings.HasPrefix(reply.Text, slackapp.DryRunBanner) {
+		t.Fatalf("ack reply = %+v, want the request's number after the dry-run banner", reply)
 	}
 	b.socketClick(approverAna, slackapp.ActionApprove, id)
 	wantDryRunFlow(t, b, id)

@@ -247,11 +247,21 @@ func (b *bot) request(user, text string) uint64 {
 	if status != http.StatusOK || reply.ResponseType != "ephemeral" {
 		b.t.Fatalf("command answered %d %+v", status, reply)
 	}
-	var id uint64
-	if _, err := fmt.Sscanf(reply.Text, "Request #%d is being checked", &id); err != nil {
+	id, ok := requestID(reply.Text)
+	if !ok {
 		b.t.Fatalf("unexpected answer %q", reply.Text)
 	}
 	return id
+}
+
+// requestID reads the request number from the private answer to a
+// request: "Request #N is being checked…", after the dry-run banner if
+// there is one.
+func requestID(text string) (uint64, bool) {
+	text = strings.TrimPrefix(text, slackapp.DryRunBanner+"\n")
+	var id uint64
+	_, err := fmt.Sscanf(text, "Request #%d is being checked", &id)
+	return id, err == nil
 }
 
 // clickPayload is a block_actions payload as Slack sends it for a button on

@@ -56,7 +56,7 @@ func serve(ctx context.Context, cfg *Config, stderr io.Writer) error {
 		Now:       time.Now,
 	}
 	responseURLs := slackapp.ResponseURLs{APIURL: cfg.SlackAPIURL}
-	app := &slackapp.App{Service: svc, Catalog: catalog, Slack: api, Logger: log, Metrics: metrics, ResponseURLs: responseURLs,
+	app := &slackapp.App{Service: svc, Catalog: catalog, Slack: api, Logger: log, Metrics: metrics, ResponseURLs: responseURLs, DryRun: cfg.DryRun,
 		// The bot token is set in both transports and the same on every
 		// replica, so a request modal opened before a restart (or on
 		// another replica) still verifies when submitted.

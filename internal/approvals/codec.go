@@ -63,6 +63,7 @@ type assignmentRecord struct {
 	Group           groupRecord `json:"group"`
 	Role            roleRecord  `json:"role"`
 	AlreadyAssigned bool        `json:"already_assigned,omitempty"`
+	DryRun          bool        `json:"dry_run,omitempty"`
 }
 
 type failureRecord struct {
@@ -148,7 +149,7 @@ func marshalRequest(r *Request) ([]byte, error) {
 		rec.Approvals = append(rec.Approvals, voteRecord{User: v.User, At: unixNano(v.At)})
 	}
 	if a := r.Assignment; a != nil {
-		rec.Assignment = &assignmentRecord{Group: groupToRecord(a.Group), Role: roleToRecord(a.Role), AlreadyAssigned: a.AlreadyAssigned}
+		rec.Assignment = &assignmentRecord{Group: groupToRecord(a.Group), Role: roleToRecord(a.Role), AlreadyAssigned: a.AlreadyAssigned, DryRun: a.DryRun}
 	}
 	if f := r.Failure; f != nil {
 		rec.Failure = &failureRecord{Status: f.Status, Message: f.Message, Type: f.Type, Code: f.Code, Param: f.Param, RequestID: f.RequestID}
@@ -191,7 +192,7 @@ func unmarshalRequest(b []byte) (Request, error) {
 		r.Approvals = append(r.Approvals, Vote{User: v.User, At: fromUnixNano(v.At)})
 	}
 	if a := rec.Assignment; a != nil {
-		r.Assignment = &Assignment{Group: groupFromRecord(a.Group), Role: roleFromRecord(a.Role), AlreadyAssigned: a.AlreadyAssigned}
+		r.Assignment = &Assignment{Group: groupFromRecord(a.Group), Role: roleFromRecord(a.Role), AlreadyAssigned: a.AlreadyAssigned, DryRun: a.DryRun}
 	}
 	if f := rec.Failure; f != nil {
 		r.Failure = &Failure{Status: f.Status, Message: f.Message, Type: f.Type, Code: f.Code, Param: f.Param, RequestID: f.RequestID}

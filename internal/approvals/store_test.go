@@ -366,7 +366,7 @@ func fullRequest() Request {
 			Group: Group{ID: "group_01", Name: "Responders", CreatedAt: time.Date(2024, 5, 6, 7, 8, 9, 10, time.UTC), SCIMManaged: true},
 			Role: Role{ID: "role_01", Name: "Owner", Description: "Full access", Permissions: []string{"a.read", "a.write", "b.admin"},
 				ResourceType: "api.project", Predefined: true},
-			AlreadyAssigned: true,
+			AlreadyAssigned: true, DryRun: true,
 		},
 		Failure: &Failure{Status: 429, Message: "Rate limit reached", Type: "rate_limit_error", Code: "rate_limit_exceeded",
 			Param: "role_id", RequestID: "req_abc123"},

@@ -58,6 +58,8 @@ type App struct {
 	// ResponseURLs says which response_url values may be posted to; others
 	// are dropped as they arrive.
 	ResponseURLs ResponseURLs
+	// DryRun starts every private answer with DryRunBanner.
+	DryRun bool
 	// ModalKey signs the request modal's private_metadata (see modal.go);
 	// use DeriveModalKey. Empty: a random key for this process.
 	ModalKey []byte
@@ -95,7 +97,14 @@ func private(format string, args ...any) Reply {
 
 // Command handles one slash command. It stores a new request before it
 // returns, so the ack that carries the Reply means the request is durable.
-func (a *App) Command(ctx context.Context, cmd slack.SlashCommand) Reply {
+func (a *App) Command(ctx context.Context, cmd slack.SlashCommand) (reply Reply) {
+	if a.DryRun {
+		defer func() {
+			if reply.Text != "" {
+				reply.Text = DryRunBanner + "\n" + reply.Text
+			}
+		}()
+	}
 	log := a.log().With("user", cmd.UserID, "channel", cmd.ChannelID)
 	name := cmd.Command
 	if name == "" {

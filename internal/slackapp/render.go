@@ -297,6 +297,10 @@ func ResultBlocks(r approvals.Request) []slack.Block {
 		}
 		head := fmt.Sprintf(":white_check_mark: *Request #%d applied.* Group %s now has role %s in project %s.",
 			r.ID, groupName, roleName, code(r.ProjectID))
+		if a.DryRun {
+			head = fmt.Sprintf(":test_tube: *Request #%d approved (dry run).* rolegate would have given group %s role %s in project %s; nothing was changed at OpenAI.",
+				r.ID, groupName, roleName, code(r.ProjectID))
+		}
 		if a.AlreadyAssigned {
 			head = fmt.Sprintf(":white_check_mark: *Request #%d applied: role in place.* Group %s has role %s in project %s. "+
 				"It was already assigned when rolegate checked (by an earlier attempt whose answer was lost, or by someone else), so it was not assigned again.",

@@ -97,7 +97,7 @@ func StatusText(r approvals.Request, events []approvals.Event, link string) stri
 	}
 	// Keep the most recent events that fit; say how many earlier ones are
 	// left out.
-	room := maxAnswerText - len(head) - 80
+	room := maxAnswerText - len(head) - 180 // and the latest event's hash
 	first := len(lines)
 	for first > 0 && room-len(lines[first-1])-1 >= 0 {
 		room -= len(lines[first-1]) + 1
@@ -108,7 +108,12 @@ func StatusText(r approvals.Request, events []approvals.Event, link string) stri
 		fmt.Fprintf(&b, "…%d earlier events not shown\n", first)
 	}
 	b.WriteString(strings.Join(lines[first:], "\n"))
-	return truncate(b.String(), maxAnswerText+200)
+	if n := len(events); n > 0 && events[n-1].Hash != "" {
+		// The full hash of the latest event: compare it with the short one
+		// in the thread, or with `bot audit export`.
+		fmt.Fprintf(&b, "\nLatest audit event: `%s`", Escape(events[n-1].Hash))
+	}
+	return truncate(b.String(), maxAnswerText+300)
 }
 
 // stateLine says where r stands, including the states status leaves bare.
