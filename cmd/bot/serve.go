@@ -26,27 +26,52 @@ import (
 // shutdownTimeout bounds the graceful shutdown of the HTTP server.
 const shutdownTimeout = 10 * time.Second
 
-// serve runs rolegate until ctx is cancelled.
+// serve runs rolegate until ctx is cancelled: it wires the parts, starts
+// its long-lived actors, and stops them.
 func serve(ctx context.Context, cfg *Config, stderr io.Writer) error {
 	log := newLogger(cfg, stderr)
-	store, err := approvals.Open(cfg.DB)
+	p, err := wire(cfg, log)
 	if err != nil {
-		log.Error("Cannot open the database", "err", err)
-		return exitError{err.Error()}
+		return err // wire logged what to fix
 	}
-	defer store.Close()
+	defer p.close()
+	return p.run(ctx)
+}
 
+// process is a wired rolegate: the store, the Slack side, the worker and the
+// HTTP listener, ready to run.
+type process struct {
+	cfg     *Config
+	log     *slog.Logger
+	store   *approvals.BoltStore
+	catalog *openai.CachedCatalog
+	app     *slackapp.App
+	worker  *approvals.Worker
+	runner  *slackapp.SocketRunner // nil in HTTP mode
+	srv     *http.Server
+	ln      net.Listener
+	ready   atomic.Bool // from start until shutdown begins
+}
+
+// wire builds every part from cfg. It logs what to fix and returns an
+// exitError when a part cannot be built.
+func wire(cfg *Config, log *slog.Logger) (*process, error) {
 	policy, err := cfg.policy()
 	if err != nil {
 		log.Error("Cannot use the policy", "err", err)
-		return exitError{err.Error()}
+		return nil, exitError{err.Error()}
 	}
+	store, err := approvals.Open(cfg.DB)
+	if err != nil {
+		log.Error("Cannot open the database", "err", err)
+		return nil, exitError{err.Error()}
+	}
+	p := &process{cfg: cfg, log: log, store: store}
 	reg := prometheus.NewRegistry()
 	metrics := newMetrics(reg, store, log, cfg.DryRun)
 	api := slackClient(cfg)
 	client := openai.New(openai.Config{BaseURL: cfg.OpenAIBaseURL, AdminKey: cfg.OpenAIAdminKey, Timeout: cfg.OpenAITimeout, DryRun: cfg.DryRun})
-	catalog := openai.NewCachedCatalog(client, openai.CacheConfig{})
-	defer catalog.Close()
+	p.catalog = openai.NewCachedCatalog(client, openai.CacheConfig{})
 	svc := &approvals.Service{
 		Store:     store,
 		Policy:    policy,
@@ -56,14 +81,14 @@ func serve(ctx context.Context, cfg *Config, stderr io.Writer) error {
 		Now:       time.Now,
 	}
 	responseURLs := slackapp.ResponseURLs{APIURL: cfg.SlackAPIURL}
-	app := &slackapp.App{Service: svc, Catalog: catalog, Slack: api, Logger: log, Metrics: metrics, ResponseURLs: responseURLs, DryRun: cfg.DryRun,
+	p.app = &slackapp.App{Service: svc, Catalog: p.catalog, Slack: api, Logger: log, Metrics: metrics, ResponseURLs: responseURLs, DryRun: cfg.DryRun,
 		// The bot token is set in both transports and the same on every
 		// replica, so a request modal opened before a restart (or on
 		// another replica) still verifies when submitted.
 		ModalKey: slackapp.DeriveModalKey(cfg.SlackBotToken)}
-	worker := &approvals.Worker{
+	p.worker = &approvals.Worker{
 		Store:       store,
-		Checker:     &approvals.Checker{Catalog: catalog, Fresh: client, Policy: policy, MemberOf: svc.MemberOf},
+		Checker:     &approvals.Checker{Catalog: p.catalog, Fresh: client, Policy: policy, MemberOf: svc.MemberOf},
 		Granter:     client,
 		Roles:       client,
 		Notifier:    &slackapp.Notifier{Client: api, Metrics: metrics, ResponseURLs: responseURLs, DryRun: cfg.DryRun, AuditHead: auditHead(store)},
@@ -73,102 +98,137 @@ func serve(ctx context.Context, cfg *Config, stderr io.Writer) error {
 		Deadline:    cfg.OpenAIDeadline,
 		CallTimeout: 4 * cfg.OpenAITimeout, // list, group, POST and a re-check
 	}
-
-	// ready is true from start until shutdown begins. In Socket Mode /readyz
-	// also needs the runner's connection, and says what it is doing.
-	var ready atomic.Bool
-	var runner *slackapp.SocketRunner
 	if cfg.SocketMode() {
-		runner = &slackapp.SocketRunner{App: app, Client: socketmode.New(api)}
+		p.runner = &slackapp.SocketRunner{App: p.app, Client: socketmode.New(api)}
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		if err := store.Ping(r.Context()); err != nil {
-			http.Error(w, "database unavailable", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case store.Ping(r.Context()) != nil:
-			http.Error(w, "not ready: database unavailable", http.StatusServiceUnavailable)
-		case !ready.Load():
-			http.Error(w, "not ready: starting or stopping", http.StatusServiceUnavailable)
-		case runner == nil:
-			fmt.Fprintln(w, "ready: http mode, receiving from Slack on /slack/commands and /slack/interactions")
-		default:
-			if st := runner.Status(); !st.Ready() {
-				http.Error(w, "not ready: "+st.String(), http.StatusServiceUnavailable)
-			} else {
-				fmt.Fprintln(w, "ready: "+st.String())
-			}
-		}
-	})
+	mux.HandleFunc("GET /healthz", p.healthz)
+	mux.HandleFunc("GET /readyz", p.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	if !cfg.SocketMode() {
-		mux.Handle("/slack/", crashHook(app.Handler(cfg.SlackSigningSecret, time.Now)))
+		mux.Handle("/slack/", crashHook(p.app.Handler(cfg.SlackSigningSecret, time.Now)))
 	}
-
-	ln, err := net.Listen("tcp", cfg.Addr)
+	p.ln, err = net.Listen("tcp", cfg.Addr)
 	if err != nil {
+		p.close()
 		log.Error("Cannot listen on ROLEGATE_ADDR: is another process using it? Set ROLEGATE_ADDR to a free host:port", "addr", cfg.Addr, "err", err)
-		return exitError{fmt.Sprintf("cannot listen on ROLEGATE_ADDR %s: %v", cfg.Addr, err)}
+		return nil, exitError{fmt.Sprintf("cannot listen on ROLEGATE_ADDR %s: %v", cfg.Addr, err)}
 	}
-	srv := &http.Server{
+	p.srv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	return p, nil
+}
 
+func (p *process) close() {
+	if p.catalog != nil {
+		p.catalog.Close()
+	}
+	p.store.Close()
+}
+
+// actor is a long-lived part: it runs until its context ends, and an error
+// it returns stops the whole process.
+type actor struct {
+	name string
+	run  func(context.Context) error
+}
+
+// actors are the process's long-lived parts, each with one start (run) and
+// one interrupt (the context; the HTTP server's Shutdown).
+func (p *process) actors() []actor {
+	as := []actor{
+		{"http server", func(context.Context) error {
+			if err := p.srv.Serve(p.ln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		}},
+		{"worker", p.worker.Run},
+	}
+	if p.runner != nil {
+		as = append(as, actor{"socket mode", p.runner.Run})
+	}
+	return as
+}
+
+// run starts the actors, waits for ctx to end or an actor to fail, then
+// stops them all within shutdownTimeout.
+func (p *process) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			cancel(fmt.Errorf("http server: %w", err))
-		}
-	})
-	wg.Go(func() {
-		if err := worker.Run(ctx); err != nil {
-			cancel(fmt.Errorf("worker: %w", err))
-		}
-	})
-	mode := "http"
-	if runner != nil {
-		mode = "socket"
+	for _, a := range p.actors() {
 		wg.Go(func() {
-			if err := runner.Run(ctx); err != nil {
-				cancel(fmt.Errorf("socket mode: %w", err))
+			if err := a.run(ctx); err != nil {
+				cancel(fmt.Errorf("%s: %w", a.name, err))
 			}
 		})
 	}
-	ready.Store(true)
-	log.Info("rolegate started", "mode", mode, "addr", ln.Addr().String(), "db", cfg.DB,
-		"approvers", len(cfg.approvers), "approvals_required", cfg.ApprovalsRequired, "request_ttl", cfg.RequestTTL.String(),
-		"dry_run", cfg.DryRun)
-	if cfg.DryRun {
-		log.Warn("Dry run (ROLEGATE_DRY_RUN=true): rolegate will never POST or DELETE at OpenAI; every message says what would have been done")
-	}
+	p.ready.Store(true)
+	p.logStarted()
 
 	<-ctx.Done()
-	ready.Store(false)
-	log.Info("rolegate stopping")
+	p.ready.Store(false)
+	p.log.Info("rolegate stopping")
 	sctx, scancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer scancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Warn("HTTP server did not stop in time", "err", err)
+	if err := p.srv.Shutdown(sctx); err != nil {
+		p.log.Warn("HTTP server did not stop in time", "err", err)
 	}
 	wg.Wait()
-	app.Wait()
+	p.app.Wait()
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
-		log.Error("rolegate stopped on an error", "err", cause)
+		p.log.Error("rolegate stopped on an error", "err", cause)
 		return exitError{cause.Error()}
 	}
-	log.Info("rolegate stopped")
+	p.log.Info("rolegate stopped")
 	return nil
+}
+
+func (p *process) logStarted() {
+	cfg := p.cfg
+	mode := "http"
+	if p.runner != nil {
+		mode = "socket"
+	}
+	p.log.Info("rolegate started", "mode", mode, "addr", p.ln.Addr().String(), "db", cfg.DB,
+		"approvers", len(cfg.approvers), "approvals_required", cfg.ApprovalsRequired, "request_ttl", cfg.RequestTTL.String(),
+		"policy", cfg.Policy, "dry_run", cfg.DryRun)
+	if cfg.DryRun {
+		p.log.Warn("Dry run (ROLEGATE_DRY_RUN=true): rolegate will never POST or DELETE at OpenAI; every message says what would have been done")
+	}
+}
+
+func (p *process) healthz(w http.ResponseWriter, r *http.Request) {
+	if err := p.store.Ping(r.Context()); err != nil {
+		http.Error(w, "database unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+// readyz answers 200 once the process can receive from Slack, and says why
+// or why not in its body.
+func (p *process) readyz(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case p.store.Ping(r.Context()) != nil:
+		http.Error(w, "not ready: database unavailable", http.StatusServiceUnavailable)
+	case !p.ready.Load():
+		http.Error(w, "not ready: starting or stopping", http.StatusServiceUnavailable)
+	case p.runner == nil:
+		fmt.Fprintln(w, "ready: http mode, receiving from Slack on /slack/commands and /slack/interactions")
+	default:
+		if st := p.runner.Status(); !st.Ready() {
+			http.Error(w, "not ready: "+st.String(), http.StatusServiceUnavailable)
+		} else {
+			fmt.Fprintln(w, "ready: "+st.String())
+		}
+	}
 }
 
 func slackClient(cfg *Config) *slack.Client {
