@@ -242,20 +242,22 @@ func unmarshalEvent(b []byte) (Event, error) {
 }
 
 type jobRecord struct {
-	V         int    `json:"v"`
-	ID        uint64 `json:"id"`
-	Kind      string `json:"kind"`
-	RequestID uint64 `json:"request_id"`
-	Attempts  int    `json:"attempts,omitempty"`
-	NotBefore int64  `json:"not_before,omitempty"`
-	FirstTry  int64  `json:"first_try,omitempty"`
-	LastError string `json:"last_error,omitempty"`
-	Ambiguous bool   `json:"ambiguous,omitempty"`
+	V           int            `json:"v"`
+	ID          uint64         `json:"id"`
+	Kind        string         `json:"kind"`
+	RequestID   uint64         `json:"request_id"`
+	Attempts    int            `json:"attempts,omitempty"`
+	NotBefore   int64          `json:"not_before,omitempty"`
+	FirstTry    int64          `json:"first_try,omitempty"`
+	LastError   string         `json:"last_error,omitempty"`
+	LastFailure *failureRecord `json:"last_failure,omitempty"`
+	Ambiguous   bool           `json:"ambiguous,omitempty"`
 }
 
 func marshalJob(j Job) ([]byte, error) {
 	return json.Marshal(jobRecord{V: schemaVersion, ID: j.ID, Kind: string(j.Kind), RequestID: j.RequestID, Attempts: j.Attempts,
-		NotBefore: unixNano(j.NotBefore), FirstTry: unixNano(j.FirstTry), LastError: j.LastError, Ambiguous: j.Ambiguous})
+		NotBefore: unixNano(j.NotBefore), FirstTry: unixNano(j.FirstTry), LastError: j.LastError, Ambiguous: j.Ambiguous,
+		LastFailure: failureToRecord(j.LastFailure)})
 }
 
 func unmarshalJob(b []byte) (Job, error) {
@@ -267,7 +269,8 @@ func unmarshalJob(b []byte) (Job, error) {
 		return Job{}, fmt.Errorf("decode job %d: unknown schema version %d (written by a newer rolegate?)", rec.ID, rec.V)
 	}
 	return Job{ID: rec.ID, Kind: JobKind(rec.Kind), RequestID: rec.RequestID, Attempts: rec.Attempts,
-		NotBefore: fromUnixNano(rec.NotBefore), FirstTry: fromUnixNano(rec.FirstTry), LastError: rec.LastError, Ambiguous: rec.Ambiguous}, nil
+		NotBefore: fromUnixNano(rec.NotBefore), FirstTry: fromUnixNano(rec.FirstTry), LastError: rec.LastError, Ambiguous: rec.Ambiguous,
+		LastFailure: failureFromRecord(rec.LastFailure)}, nil
 }
 
 func groupToRecord(g Group) groupRecord {
@@ -446,4 +449,18 @@ func scanInt(b []byte, i int) (n uint64, neg bool, next int, ok bool) {
 		return 0, false, i, false
 	}
 	return n, neg, i, true
+}
+
+func failureToRecord(f *Failure) *failureRecord {
+	if f == nil {
+		return nil
+	}
+	return &failureRecord{Status: f.Status, Message: f.Message, Type: f.Type, Code: f.Code, Param: f.Param, RequestID: f.RequestID}
+}
+
+func failureFromRecord(f *failureRecord) *Failure {
+	if f == nil {
+		return nil
+	}
+	return &Failure{Status: f.Status, Message: f.Message, Type: f.Type, Code: f.Code, Param: f.Param, RequestID: f.RequestID}
 }

@@ -64,6 +64,9 @@ type Job struct {
 	NotBefore time.Time // do not try before this; zero means now
 	FirstTry  time.Time // when the first attempt started
 	LastError string
+	// LastFailure is the last OpenAI failure in full, so a request that
+	// runs out of time before its next attempt reports it as it was.
+	LastFailure *Failure
 	// Ambiguous is set once an attempt may have taken effect unseen.
 	Ambiguous bool
 	// Corrupt is set (and nothing else but ID) when the stored job could

@@ -438,7 +438,8 @@ func TestCodecRoundTrip(t *testing.T) {
 	})
 
 	t.Run("job", func(t *testing.T) {
-		j := Job{ID: 9, Kind: JobAssign, RequestID: 42, Attempts: 3, NotBefore: t0.Add(time.Second), FirstTry: t0, LastError: "503 overloaded", Ambiguous: true}
+		j := Job{ID: 9, Kind: JobAssign, RequestID: 42, Attempts: 3, NotBefore: t0.Add(time.Second), FirstTry: t0, LastError: "503 overloaded", Ambiguous: true,
+			LastFailure: &Failure{Status: 503, Message: "overloaded", Type: "server_error", Code: "engine_overloaded", RequestID: "req_1"}}
 		b, err := marshalJob(j)
 		if err != nil {
 			t.Fatal(err)

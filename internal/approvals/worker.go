@@ -488,7 +488,11 @@ func (w *Worker) assign(ctx context.Context, log *slog.Logger, j Job, r Request)
 	}
 	deadline := j.FirstTry.Add(w.Deadline)
 	if !now.Before(deadline) {
-		w.giveUp(ctx, log, j, r, Failure{Message: j.LastError})
+		f := Failure{Message: j.LastError}
+		if j.LastFailure != nil {
+			f = *j.LastFailure
+		}
+		w.giveUp(ctx, log, j, r, f)
 		return
 	}
 	cctx, cancel := context.WithTimeout(ctx, w.CallTimeout) // the deadline bounds when attempts start, not how long one runs
@@ -509,6 +513,8 @@ func (w *Worker) assign(ctx context.Context, log *slog.Logger, j Job, r Request)
 	}
 	j.Attempts++
 	j.LastError = f.Message
+	last := f
+	j.LastFailure = &last
 	if !IsTemporary(err) {
 		w.fail(ctx, log, j, r, f)
 		return
