@@ -83,8 +83,8 @@ func TestTinyRun(t *testing.T) {
 
 // TestCheckPhasesTiny runs the check phases on a handful of requests: every
 // request, typed by name, passes its checks and gets its approval message,
-// the fake's counters see the cold catalog's fetches, and each request's
-// group roles are listed once. Timings are only checked against what the
+// the fake's counters see the cold catalog's fetches, the warm burst makes
+// no list calls, and each request's group roles are listed once. Timings are only checked against what the
 // fake's delay makes certain: a cold check waits for three lists and the
 // group's roles one after the other, a warm one at least for the group's
 // roles.
@@ -93,7 +93,7 @@ func TestCheckPhasesTiny(t *testing.T) {
 		t.Skip("builds and runs the bot")
 	}
 	dir := t.TempDir()
-	o, err := parseOptions([]string{"-n", "12", "-c", "4", "-openai-delay", "20ms", "-dir", dir}, io.Discard)
+	o, err := parseOptions([]string{"-n", "40", "-c", "20", "-openai-delay", "20ms", "-dir", dir}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,6 +117,11 @@ func TestCheckPhasesTiny(t *testing.T) {
 		if figs[key] < 1 {
 			t.Errorf("%s = %v: the cold catalog's fetch was not counted", key, figs[key])
 		}
+	}
+	// The warm burst's requests span two groups; both must be in the
+	// cached list, or the checks resolve them again uncached.
+	if got := figs["checks_warm_list_calls"]; got != 0 {
+		t.Errorf("%v catalog list calls during the warm burst, want 0", got)
 	}
 	if got := figs["checks_group_role_checks_per_request"]; got != 1 {
 		t.Errorf("group-role checks per request = %v, want 1", got)

@@ -170,6 +170,7 @@ var sections = []struct {
 		{label: "cold catalog p99", key: "checks_cold_approval_p99_ms", target: "≤ 500 ms", met: atMost("checks_cold_approval_p99_ms", 500)},
 		{label: "warm catalog (the next burst of {C}) p50", key: "checks_warm_approval_p50_ms"},
 		{label: "warm catalog p99", key: "checks_warm_approval_p99_ms", target: "≤ 150 ms", met: atMost("checks_warm_approval_p99_ms", 150)},
+		{label: "catalog list calls during the warm burst (0: it was warm)", key: "checks_warm_list_calls"},
 		{label: "burst of {N} on a fresh bot p50", key: "checks_burst_approval_p50_ms"},
 		{label: "burst of {N} on a fresh bot p99", key: "checks_burst_approval_p99_ms"},
 		{label: "slash command ack p50, cold burst (checks run after the ack)", key: "checks_cold_command_ack_p50_ms"},
