@@ -277,6 +277,8 @@ func num(v float64) string {
 		return fmt.Sprintf("%.0f", v)
 	case v >= 10:
 		return fmt.Sprintf("%.1f", v)
+	case v > 0 && v < 0.1:
+		return fmt.Sprintf("%.3f", v) // list calls per request: 3 in 1,000 is not 0.00
 	}
 	return fmt.Sprintf("%.2f", v)
 }
