@@ -22,6 +22,7 @@ import (
 type tracked struct {
 	posted   chan struct{} // closed when the approval message is posted
 	ts       string        // the approval message's ts
+	postedAt time.Time     // when its chat.postMessage reached the fake Slack
 	clickAt  time.Time     // when the approving click was sent
 	assignAt time.Time     // when the assignment POST reached the fake OpenAI
 	result   bool          // the result message was posted
@@ -67,20 +68,28 @@ func (t *tracker) created(id uint64, tg approvals.Target) {
 	t.byTarget[tg] = id
 }
 
-// postedApproval records request id's approval message.
-func (t *tracker) postedApproval(id uint64, ts string) {
+// postedApproval records request id's approval message, posted with ts; at
+// is when its chat.postMessage reached the fake Slack.
+func (t *tracker) postedApproval(id uint64, ts string, at time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	r := t.getLocked(id)
 	if r.ts != "" {
 		return
 	}
-	r.ts = ts
+	r.ts, r.postedAt = ts, at
 	close(r.posted)
 }
 
 // approvalTS waits for request id's approval message and returns its ts.
 func (t *tracker) approvalTS(ctx context.Context, id uint64) (string, error) {
+	ts, _, err := t.waitApproval(ctx, id)
+	return ts, err
+}
+
+// waitApproval waits for request id's approval message and returns its ts
+// and when its chat.postMessage reached the fake Slack.
+func (t *tracker) waitApproval(ctx context.Context, id uint64) (string, time.Time, error) {
 	t.mu.Lock()
 	r := t.getLocked(id)
 	t.mu.Unlock()
@@ -88,9 +97,9 @@ func (t *tracker) approvalTS(ctx context.Context, id uint64) (string, error) {
 	case <-r.posted:
 		t.mu.Lock()
 		defer t.mu.Unlock()
-		return r.ts, nil
+		return r.ts, r.postedAt, nil
 	case <-ctx.Done():
-		return "", fmt.Errorf("approval message of request %d: %w", id, ctx.Err())
+		return "", time.Time{}, fmt.Errorf("approval message of request %d: %w", id, ctx.Err())
 	}
 }
 
@@ -199,7 +208,7 @@ func startFakes(botToken, adminKey string) (*fakes, error) {
 	for i := range rolesPerGroup {
 		_, role := target(i)
 		f.openai.AddRole(loadProject, openaitest.Role{
-			ID: role, Name: "Load role " + role, Description: "A role the load tool assigns",
+			ID: role, Name: loadRoleName(role), Description: "A role the load tool assigns",
 			Permissions: []string{"api.organization.projects.api_keys.read", "api.organization.projects.api_keys.write"},
 		})
 	}
@@ -217,6 +226,9 @@ func startFakes(botToken, adminKey string) (*fakes, error) {
 	f.aiURL = "http://" + aiAddr + "/v1"
 	return f, nil
 }
+
+// loadRoleName is the name of the load's role id in the fake OpenAI.
+func loadRoleName(id string) string { return "Load role " + id }
 
 func (f *fakes) serve(h http.Handler) (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -299,7 +311,7 @@ func (f *fakes) slackHandler(next http.Handler) http.Handler {
 		text := form.Get("text")
 		switch {
 		case form.Get("thread_ts") == "" && scan(text, "Request #%d:", &id):
-			f.track.postedApproval(id, answer.TS)
+			f.track.postedApproval(id, answer.TS, start)
 		case form.Get("thread_ts") != "" && (scan(text, "Request #%d applied", &id) || scan(text, "Request #%d failed", &id)):
 			f.track.resultPosted(id)
 		}

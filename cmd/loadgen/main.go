@@ -6,7 +6,11 @@
 // them with a fresh database, and drives it with correctly signed requests:
 // N slash commands with C in flight, then an Approve click on every posted
 // approval message, C in flight; then -paced requests made and approved one
-// at a time, for the latencies of an unloaded bot. It reports ack latencies,
+// at a time, for the latencies of an unloaded bot. The check phases then
+// time command → approval message posted against a fake OpenAI answering
+// in -openai-delay, for a cold catalog (a fresh bot's first burst of C) and
+// a warm one (the next burst), and count the catalog's list calls in a
+// burst of N on another fresh bot. It reports ack latencies,
 // durable requests
 // created per second, click → assignment latency (click sent → the POST
 // reaching the fake OpenAI), the bot's memory idle, at peak and after
@@ -81,6 +85,10 @@ type options struct {
 	quiet    bool
 	botEnv   envFlag
 	from     string
+	// checks runs the check phases (see measureChecks) with the fake
+	// OpenAI answering every call in openAIDelay.
+	checks      bool
+	openAIDelay time.Duration
 }
 
 // envFlag collects repeated KEY=VALUE flags.
@@ -117,6 +125,8 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (databases, bot logs)")
 	fs.BoolVar(&o.quiet, "q", false, "no progress lines")
 	fs.StringVar(&o.from, "from", "", "print the table of a report saved with -json, measuring nothing")
+	fs.BoolVar(&o.checks, "checks", true, "also time command → approval message posted, cold and warm catalog, and count catalog list calls in a burst of -n, each on a fresh bot")
+	fs.DurationVar(&o.openAIDelay, "openai-delay", 50*time.Millisecond, "how long the fake OpenAI takes to answer every call in the check phases")
 	fs.Var(o.botEnv, "bot-env", "KEY=VALUE added to the bot's environment (repeatable), e.g. GOGC=50")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -126,6 +136,8 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 		return nil, errors.New("-n, -c and -runs must be at least 1")
 	case o.soak < 0 || o.paced < 0 || o.history < 0 || o.startups < 1:
 		return nil, errors.New("-soak, -paced and -history must not be negative, -startups at least 1")
+	case o.openAIDelay < 0:
+		return nil, errors.New("-openai-delay must not be negative")
 	}
 	self, err := os.Executable()
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -231,6 +232,14 @@ func measure(ctx context.Context, o *options, bin, dir, seeded string, runIndex 
 		}
 		figs["startup_history_ms"] = full
 		figs["startup_history_rss_mib"] = rss
+	}
+
+	if o.checks {
+		cf, err := measureChecks(ctx, o, bin, dir, progress)
+		if err != nil {
+			return nil, fmt.Errorf("check phases: %w", err)
+		}
+		maps.Copy(figs, cf)
 	}
 	return figs, nil
 }

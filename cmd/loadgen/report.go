@@ -79,18 +79,26 @@ type config struct {
 	History     int     `json:"history"`
 	Startups    int     `json:"startups"`
 	SeedSeconds float64 `json:"seed_seconds"`
-	GOGC        string  `json:"gogc,omitempty"`
-	GOMEMLIMIT  string  `json:"gomemlimit,omitempty"`
+	// OpenAIDelayMS is how long the fake OpenAI took to answer every call
+	// in the check phases; 0 when they did not run.
+	OpenAIDelayMS float64 `json:"openai_delay_ms,omitempty"`
+	GOGC          string  `json:"gogc,omitempty"`
+	GOMEMLIMIT    string  `json:"gomemlimit,omitempty"`
 }
 
-// expand fills {N} and {C} in a label.
+// expand fills {N}, {C}, {SOAK} and {DELAY} in a label.
 func (c config) expand(s string) string {
-	return strings.NewReplacer("{N}", strconv.Itoa(c.N), "{C}", strconv.Itoa(c.C), "{SOAK}", strconv.Itoa(c.Soak)).Replace(s)
+	return strings.NewReplacer("{N}", strconv.Itoa(c.N), "{C}", strconv.Itoa(c.C), "{SOAK}", strconv.Itoa(c.Soak),
+		"{DELAY}", strconv.FormatFloat(c.OpenAIDelayMS, 'f', -1, 64)+" ms").Replace(s)
 }
 
 func configOf(o *options) config {
-	return config{N: o.n, C: o.c, Runs: o.runs, Soak: o.soak, Paced: o.paced, History: o.history, Startups: o.startups,
+	c := config{N: o.n, C: o.c, Runs: o.runs, Soak: o.soak, Paced: o.paced, History: o.history, Startups: o.startups,
 		GOGC: os.Getenv("GOGC"), GOMEMLIMIT: os.Getenv("GOMEMLIMIT")}
+	if o.checks {
+		c.OpenAIDelayMS = ms(o.openAIDelay)
+	}
+	return c
 }
 
 // verdict is one target checked against the medians.
@@ -156,6 +164,27 @@ var sections = []struct {
 		{label: "one at a time p50", key: "paced_click_assign_p50_ms"},
 		{label: "one at a time p99", key: "paced_click_assign_p99_ms", target: "≤ 100 ms", met: atMost("paced_click_assign_p99_ms", 100)},
 		{label: "one at a time max", key: "paced_click_assign_max_ms"},
+	}},
+	{"Command → approval message posted, fake OpenAI answering every call in {DELAY}, {C} in flight (ms)", []row{
+		{label: "cold catalog (a fresh bot's first burst of {C}) p50", key: "checks_cold_approval_p50_ms"},
+		{label: "cold catalog p99", key: "checks_cold_approval_p99_ms", target: "≤ 500 ms", met: atMost("checks_cold_approval_p99_ms", 500)},
+		{label: "warm catalog (the next burst of {C}) p50", key: "checks_warm_approval_p50_ms"},
+		{label: "warm catalog p99", key: "checks_warm_approval_p99_ms", target: "≤ 150 ms", met: atMost("checks_warm_approval_p99_ms", 150)},
+		{label: "catalog list calls during the warm burst (0: it was warm)", key: "checks_warm_list_calls"},
+		{label: "burst of {N} on a fresh bot p50", key: "checks_burst_approval_p50_ms"},
+		{label: "burst of {N} on a fresh bot p99", key: "checks_burst_approval_p99_ms"},
+		{label: "slash command ack p50, cold burst (checks run after the ack)", key: "checks_cold_command_ack_p50_ms"},
+		{label: "slash command ack p99, cold burst", key: "checks_cold_command_ack_p99_ms"},
+		{label: "slash command ack p99, warm burst", key: "checks_warm_command_ack_p99_ms"},
+	}},
+	{"Calls to the fake OpenAI per request, burst of {N} on a fresh bot", []row{
+		{label: "catalog list calls per request (projects, groups, project roles)", key: "checks_list_calls_per_request",
+			target: "≤ 0.1", met: atMost("checks_list_calls_per_request", 0.1)},
+		{label: "  list-projects calls in the burst", key: "checks_list_projects_calls"},
+		{label: "  list-groups calls in the burst", key: "checks_list_groups_calls"},
+		{label: "  list-project-roles calls in the burst", key: "checks_list_project_roles_calls"},
+		{label: "group-role checks per request (uncached, the freshness check)", key: "checks_group_role_checks_per_request",
+			target: "1 (expected)", met: func(m figures) bool { return m["checks_group_role_checks_per_request"] == 1 }},
 	}},
 	{"Acks one at a time (ms)", []row{
 		{label: "slash command ack p50", key: "paced_command_ack_p50_ms"},
@@ -248,6 +277,8 @@ func num(v float64) string {
 		return fmt.Sprintf("%.0f", v)
 	case v >= 10:
 		return fmt.Sprintf("%.1f", v)
+	case v > 0 && v < 0.1:
+		return fmt.Sprintf("%.3f", v) // list calls per request: 3 in 1,000 is not 0.00
 	}
 	return fmt.Sprintf("%.2f", v)
 }
