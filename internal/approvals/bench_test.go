@@ -195,7 +195,7 @@ func BenchmarkStoreDueJobs(b *testing.B) {
 	ctx := context.Background()
 	busy := map[uint64]bool{}
 	for b.Loop() {
-		jobs, _, err := s.DueJobs(ctx, time.Now(), busy, 1)
+		jobs, _, err := s.DueJobs(ctx, time.Now(), busy, approvals.JobLimit{Messages: 1})
 		if err != nil || len(jobs) != 1 {
 			b.Fatalf("DueJobs = %d jobs, %v", len(jobs), err)
 		}

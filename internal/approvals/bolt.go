@@ -516,16 +516,21 @@ func jobBucket(tx *bolt.Tx, kind JobKind) *bolt.Bucket {
 // DueJobs implements Store. The scan stops once limit jobs are found, so a
 // backlog costs the worker only the jobs it takes (it scans again when one
 // of them finishes), not the whole outbox every time.
-func (s *BoltStore) DueJobs(ctx context.Context, now time.Time, skip map[uint64]bool, limit int) (jobs []Job, next time.Time, err error) {
+func (s *BoltStore) DueJobs(ctx context.Context, now time.Time, skip map[uint64]bool, limit JobLimit) (jobs []Job, next time.Time, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
 		jobs, next = nil, time.Time{}
 		seen := make(map[uint64]bool)
-		for _, bucket := range [][]byte{bucketCalls, bucketOutbox} {
-			c := tx.Bucket(bucket).Cursor()
-			for k, v := c.First(); k != nil && len(jobs) < limit; k, v = c.Next() {
+		for _, q := range []struct {
+			bucket []byte
+			limit  int
+		}{{bucketCalls, limit.Calls}, {bucketOutbox, limit.Messages}} {
+			taken := 0
+			c := tx.Bucket(q.bucket).Cursor()
+			for k, v := c.First(); k != nil && taken < q.limit; k, v = c.Next() {
 				j, err := unmarshalJob(v)
 				if err != nil {
 					jobs = append(jobs, Job{ID: btoi(k), Corrupt: &CorruptError{Kind: "job", Key: btoi(k), Err: err}})
+					taken++
 					continue
 				}
 				if seen[j.Lane()] || skip[j.Lane()] {
@@ -539,6 +544,7 @@ func (s *BoltStore) DueJobs(ctx context.Context, now time.Time, skip map[uint64]
 					continue
 				}
 				jobs = append(jobs, j)
+				taken++
 			}
 		}
 		return nil

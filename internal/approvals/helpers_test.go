@@ -161,7 +161,7 @@ func drainJobs(t *testing.T, s Store, id uint64) []JobKind {
 // due, checking that DueJobs hands out at most one job per lane.
 func firstJob(t *testing.T, s Store, id uint64) (Job, bool) {
 	t.Helper()
-	jobs, _, err := s.DueJobs(t.Context(), farFuture, nil, 1000)
+	jobs, _, err := s.DueJobs(t.Context(), farFuture, nil, Each(1000))
 	if err != nil {
 		t.Fatalf("DueJobs: %v", err)
 	}

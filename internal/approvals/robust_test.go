@@ -72,7 +72,7 @@ func (f *faultyStore) Sweep(ctx context.Context, now time.Time) error {
 	return f.BoltStore.Sweep(ctx, now)
 }
 
-func (f *faultyStore) DueJobs(ctx context.Context, now time.Time, skip map[uint64]bool, limit int) ([]Job, time.Time, error) {
+func (f *faultyStore) DueJobs(ctx context.Context, now time.Time, skip map[uint64]bool, limit JobLimit) ([]Job, time.Time, error) {
 	if err := f.read(); err != nil {
 		return nil, time.Time{}, err
 	}
@@ -543,5 +543,33 @@ func TestRequesterDenyCancels(t *testing.T) {
 	tr, err := Decide(r, Decision{Actor: "UREQ", Action: ActionDeny, ChannelID: "C1", Eligible: true, At: t0})
 	if err != nil || r.State != StateCancelled || tr.Event.Action != ActionCancel {
 		t.Fatalf("requester's Deny: %v, state %s, event %s; want cancelled, recorded as cancel", err, r.State, tr.Event.Action)
+	}
+}
+
+// TestDueJobsBudgetsCallsAndMessagesApart: a backlog of OpenAI calls never
+// starves Slack messages of their budget, nor the other way round.
+func TestDueJobsBudgetsCallsAndMessagesApart(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	var calls []uint64
+	for i := range 5 {
+		r := mustCreate(t, s, newRequest(func(n *NewRequest) { n.GroupID = fmt.Sprintf("group_%02d", i) }), 1)
+		if _, err := s.Update(t.Context(), r.ID, 0, func(r *Request) (Transition, error) {
+			return Transition{Event: Event{Actor: SystemActor, Action: ActionCheck, At: t0}, Jobs: []JobKind{JobCheck}}, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		calls = append(calls, r.ID)
+	}
+	jobs, _, err := s.DueJobs(t.Context(), t0, nil, JobLimit{Calls: 0, Messages: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 2 || jobs[0].Kind.Calls() || jobs[1].Kind.Calls() {
+		t.Errorf("with no call budget: %+v, want two messages", jobs)
+	}
+	jobs, _, _ = s.DueJobs(t.Context(), t0, nil, JobLimit{Calls: 3, Messages: 0})
+	if len(jobs) != 3 || !jobs[0].Kind.Calls() {
+		t.Errorf("with no message budget: %+v, want three calls", jobs)
 	}
 }

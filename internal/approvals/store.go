@@ -89,6 +89,17 @@ func (j Job) Lane() uint64 {
 	return j.RequestID << 1
 }
 
+// JobLimit bounds how many jobs Store.DueJobs hands out: OpenAI calls and
+// Slack messages each have their own budget, so a backlog of one never
+// starves the other.
+type JobLimit struct {
+	Calls    int
+	Messages int
+}
+
+// Each is the JobLimit of n calls and n messages.
+func Each(n int) JobLimit { return JobLimit{Calls: n, Messages: n} }
+
 // ListOptions filters Store.List.
 type ListOptions struct {
 	State     State  // empty for every state
@@ -140,12 +151,12 @@ type Store interface {
 	// DueWakes returns up to limit requests whose Request.NextWake is at
 	// or before now, and the earliest wake still ahead (zero if none).
 	DueWakes(ctx context.Context, now time.Time, limit int) (ids []uint64, next time.Time, err error)
-	// DueJobs returns up to limit jobs that may run at now: OpenAI calls
-	// first, then Slack messages, each oldest first and at most one per
-	// lane; lanes in skip are passed over. next is the earliest NotBefore
+	// DueJobs returns up to limit.Calls OpenAI calls and limit.Messages
+	// Slack messages that may run at now, each oldest first and at most one
+	// per lane; lanes in skip are passed over. next is the earliest NotBefore
 	// of a job scanned but not yet due (zero if none). A job that cannot
 	// be decoded comes back with Corrupt set.
-	DueJobs(ctx context.Context, now time.Time, skip map[uint64]bool, limit int) (jobs []Job, next time.Time, err error)
+	DueJobs(ctx context.Context, now time.Time, skip map[uint64]bool, limit JobLimit) (jobs []Job, next time.Time, err error)
 	// RetryJob stores j back (attempts, error, NotBefore updated by the
 	// caller), unless it was completed meanwhile.
 	RetryJob(ctx context.Context, j Job) error

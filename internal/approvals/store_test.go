@@ -728,7 +728,7 @@ func TestDueJobs(t *testing.T) {
 	b := mustCreate(t, s, newRequest(), 1)
 	mustDecide(t, s, a.ID, "UANA", ActionApprove, t0.Add(time.Minute))
 
-	jobs, next, err := s.DueJobs(t.Context(), t0, nil, 10)
+	jobs, next, err := s.DueJobs(t.Context(), t0, nil, Each(10))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -741,13 +741,13 @@ func TestDueJobs(t *testing.T) {
 	// Busy lanes are skipped entirely; the limit is honoured.
 	callA := Job{RequestID: a.ID, Kind: JobAssign}.Lane()
 	messagesA := Job{RequestID: a.ID}.Lane()
-	if jobs, _, _ := s.DueJobs(t.Context(), t0, map[uint64]bool{callA: true, messagesA: true}, 10); len(jobs) != 1 || jobs[0].RequestID != b.ID {
+	if jobs, _, _ := s.DueJobs(t.Context(), t0, map[uint64]bool{callA: true, messagesA: true}, Each(10)); len(jobs) != 1 || jobs[0].RequestID != b.ID {
 		t.Errorf("DueJobs with request %d busy = %+v", a.ID, jobs)
 	}
-	if jobs, _, _ := s.DueJobs(t.Context(), t0, map[uint64]bool{messagesA: true}, 10); len(jobs) != 2 || jobs[0].Kind != JobAssign || jobs[1].RequestID != b.ID {
+	if jobs, _, _ := s.DueJobs(t.Context(), t0, map[uint64]bool{messagesA: true}, Each(10)); len(jobs) != 2 || jobs[0].Kind != JobAssign || jobs[1].RequestID != b.ID {
 		t.Errorf("DueJobs with request %d's messages busy = %+v, want its OpenAI call still handed out", a.ID, jobs)
 	}
-	if jobs, _, _ := s.DueJobs(t.Context(), t0, nil, 1); len(jobs) != 1 || jobs[0].Kind != JobAssign {
+	if jobs, _, _ := s.DueJobs(t.Context(), t0, nil, JobLimit{Calls: 1}); len(jobs) != 1 || jobs[0].Kind != JobAssign {
 		t.Errorf("DueJobs limit 1 = %+v, want the OpenAI call before any message", jobs)
 	}
 	// A job waiting for a retry holds back its lane's later jobs, not other
@@ -757,11 +757,11 @@ func TestDueJobs(t *testing.T) {
 	if err := s.RetryJob(t.Context(), j); err != nil {
 		t.Fatal(err)
 	}
-	jobs, next, _ = s.DueJobs(t.Context(), t0, nil, 10)
+	jobs, next, _ = s.DueJobs(t.Context(), t0, nil, Each(10))
 	if len(jobs) != 2 || jobs[0].Kind != JobAssign || jobs[1].RequestID != b.ID || !next.Equal(t0.Add(time.Minute)) {
 		t.Errorf("DueJobs with request %d's post waiting = %+v next %v", a.ID, jobs, next)
 	}
-	jobs, _, _ = s.DueJobs(t.Context(), t0.Add(time.Minute), nil, 10)
+	jobs, _, _ = s.DueJobs(t.Context(), t0.Add(time.Minute), nil, Each(10))
 	if len(jobs) != 3 || jobs[1].ID != j.ID || jobs[1].Attempts != 1 || jobs[1].LastError != "ratelimited" {
 		t.Errorf("DueJobs after the wait = %+v, want the retried job with its attempt recorded", jobs)
 	}

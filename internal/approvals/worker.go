@@ -122,9 +122,15 @@ type Worker struct {
 	// DeliveryGiveUp is how long a message keeps being retried while Slack
 	// fails temporarily (default 24h).
 	DeliveryGiveUp time.Duration
-	// Concurrency is how many jobs run at once, each for a different request
-	// (default 8).
+	// Concurrency is how many Slack messages are delivered at once, each
+	// for a different request (default 8); Slack paces a channel at about
+	// a message a second anyway.
 	Concurrency int
+	// CallConcurrency is how many OpenAI calls (checks, assignments) run at
+	// once, each for a different request (default 64): a call mostly
+	// waits on the network, and a burst of new requests should reach
+	// approvers in about the time of one check, not of a queue of them.
+	CallConcurrency int
 
 	mu      sync.Mutex
 	busy    map[uint64]bool      // lanes with a job running
@@ -164,6 +170,9 @@ func (w *Worker) defaults() {
 	}
 	if w.Concurrency <= 0 {
 		w.Concurrency = 8
+	}
+	if w.CallConcurrency <= 0 {
+		w.CallConcurrency = 64
 	}
 	if w.Now == nil {
 		w.Now = time.Now
@@ -279,11 +288,16 @@ func (w *Worker) wake(ctx context.Context, now time.Time) (time.Time, error) {
 // returns when the next one not yet due is.
 func (w *Worker) dispatch(ctx context.Context, now time.Time) (time.Time, error) {
 	w.mu.Lock()
-	free := w.Concurrency - len(w.busy)
+	free := JobLimit{Calls: w.CallConcurrency, Messages: w.Concurrency}
 	skip := make(map[uint64]bool, len(w.busy)+len(w.held))
 	var next time.Time
 	for lane := range w.busy {
 		skip[lane] = true
+		if lane&1 == 1 { // see Job.Lane
+			free.Calls--
+		} else {
+			free.Messages--
+		}
 	}
 	for lane, until := range w.held {
 		if now.Before(until) {
@@ -297,7 +311,8 @@ func (w *Worker) dispatch(ctx context.Context, now time.Time) (time.Time, error)
 	// Once ctx is cancelled nothing more is dispatched: a job abandoned by
 	// the shutdown is back in the outbox (and out of busy), and handing it
 	// out again would call OpenAI or Slack after the stop.
-	if free <= 0 || ctx.Err() != nil {
+	free.Calls, free.Messages = max(free.Calls, 0), max(free.Messages, 0)
+	if free == (JobLimit{}) || ctx.Err() != nil {
 		return next, nil
 	}
 	jobs, nextJob, err := w.Store.DueJobs(ctx, now, skip, free)

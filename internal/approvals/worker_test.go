@@ -253,7 +253,7 @@ func TestWorkerHonoursRetryAfter(t *testing.T) {
 	// Slack messages (the requester's DM) may still be due in their own
 	// lane; the OpenAI call is not.
 	waitFor(t, "the messages to go out", func() bool { return mustPendingJobs(t, s) == 1 })
-	jobs, next, err := s.DueJobs(t.Context(), time.Now(), nil, 10)
+	jobs, next, err := s.DueJobs(t.Context(), time.Now(), nil, Each(10))
 	if err != nil {
 		t.Fatal(err)
 	}
