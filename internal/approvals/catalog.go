@@ -114,11 +114,23 @@ func Resolve(ctx context.Context, cat Catalog, ask Ask) (Preview, error) {
 	if err := ask.Validate(); err != nil {
 		return Preview{}, err
 	}
+	// The group list does not depend on the project: fetch it meanwhile,
+	// so a cold catalog costs two round trips before the role list, not three.
+	type listed struct {
+		groups []Group
+		err    error
+	}
+	groupsc := make(chan listed, 1)
+	go func() {
+		g, err := cat.Groups(ctx)
+		groupsc <- listed{g, err}
+	}()
 	project, err := resolveProject(ctx, cat, strings.TrimSpace(ask.Project))
+	gl := <-groupsc
 	if err != nil {
 		return Preview{}, err
 	}
-	groups, err := cat.Groups(ctx)
+	groups, err := gl.groups, gl.err
 	if err != nil {
 		return Preview{}, err
 	}

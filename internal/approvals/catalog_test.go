@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/rolegate/rolegate/internal/approvals"
@@ -18,11 +19,18 @@ type memCatalog struct {
 	groups   []approvals.Group
 	roles    map[string][]approvals.Role
 	fail     error
+	mu       sync.Mutex // Resolve lists groups beside the project
 	calls    []string
 }
 
+func (m *memCatalog) called(name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.calls = append(m.calls, name)
+}
+
 func (m *memCatalog) Projects(context.Context) ([]approvals.Project, error) {
-	m.calls = append(m.calls, "Projects")
+	m.called("Projects")
 	if m.fail != nil {
 		return nil, m.fail
 	}
@@ -36,7 +44,7 @@ func (m *memCatalog) Projects(context.Context) ([]approvals.Project, error) {
 }
 
 func (m *memCatalog) Project(_ context.Context, id string) (approvals.Project, error) {
-	m.calls = append(m.calls, "Project")
+	m.called("Project")
 	if m.fail != nil {
 		return approvals.Project{}, m.fail
 	}
@@ -49,12 +57,12 @@ func (m *memCatalog) Project(_ context.Context, id string) (approvals.Project, e
 }
 
 func (m *memCatalog) Groups(context.Context) ([]approvals.Group, error) {
-	m.calls = append(m.calls, "Groups")
+	m.called("Groups")
 	return m.groups, m.fail
 }
 
 func (m *memCatalog) ProjectRoles(_ context.Context, projectID string) ([]approvals.Role, error) {
-	m.calls = append(m.calls, "ProjectRoles")
+	m.called("ProjectRoles")
 	if m.fail != nil {
 		return nil, m.fail
 	}
