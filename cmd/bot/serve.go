@@ -136,6 +136,10 @@ func serve(ctx context.Context, cfg *Config, stderr io.Writer) error {
 			cancel(fmt.Errorf("worker: %w", err))
 		}
 	})
+	if cfg.DriftInterval > 0 {
+		drift := &driftWatch{Store: store, Roles: client, Gauges: metrics, Logger: log, Interval: cfg.DriftInterval, Now: time.Now}
+		wg.Go(func() { drift.Run(ctx) })
+	}
 	mode := "http"
 	if runner != nil {
 		mode = "socket"
