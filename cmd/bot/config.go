@@ -43,6 +43,9 @@ type Config struct {
 	// one person.
 	MaxOpenPerRequester int  `env:"ROLEGATE_MAX_OPEN_PER_REQUESTER" envDefault:"5"`
 	DryRun              bool `env:"ROLEGATE_DRY_RUN" envDefault:"false"`
+	// DriftInterval is how often the serving bot runs bot drift's check
+	// (jittered); 0 turns the periodic check off.
+	DriftInterval time.Duration `env:"ROLEGATE_DRIFT_INTERVAL" envDefault:"1h"`
 	// DatabaseURL, when set, keeps state in PostgreSQL instead of DB. It is a
 	// secret (it usually holds a password).
 	DatabaseURL string `env:"ROLEGATE_DATABASE_URL"`
@@ -172,6 +175,9 @@ func loadConfig(getenv func(string) string) (*Config, error) {
 	}
 	if cfg.MaxOpenPerRequester < 1 || cfg.MaxOpenPerRequester > 1000 {
 		bad("ROLEGATE_MAX_OPEN_PER_REQUESTER", "must be between 1 and 1000")
+	}
+	if cfg.DriftInterval != 0 && (cfg.DriftInterval < time.Minute || cfg.DriftInterval > 30*24*time.Hour) {
+		bad("ROLEGATE_DRIFT_INTERVAL", "must be 0 (off) or a duration between 1m and 720h, like 1h")
 	}
 	if cfg.DatabaseURL != "" && !isPostgresURL(cfg.DatabaseURL) {
 		bad("ROLEGATE_DATABASE_URL", "must be a PostgreSQL URL, postgres://user:password@host:5432/dbname (or unset to use ROLEGATE_DB)")

@@ -6,6 +6,7 @@
 //	bot                  serve (HTTP mode, or Socket Mode when SLACK_APP_TOKEN is set)
 //	bot check            validate the configuration and reach Slack and OpenAI
 //	bot requests         list stored requests
+//	bot drift            compare rolegate's grants with OpenAI's assignments
 //	bot healthcheck      probe the running bot's /healthz
 //	bot demo             the whole flow against built-in fakes, printed as text
 //	bot help [command]   print usage, or one command's help
@@ -98,6 +99,12 @@ func commandTable() []subcommand {
 			Summary: "export the audit log as JSON lines, or verify its hash chain (works while the bot runs)",
 			Help:    auditHelp,
 			Run:     runAudit,
+		},
+		{
+			Name:    "drift",
+			Summary: "compare what rolegate granted with the roles OpenAI lists; exit 1 on any difference",
+			Help:    driftHelp,
+			Run:     runDrift,
 		},
 		{
 			Name:    "healthcheck",
@@ -274,6 +281,8 @@ const environmentHelp = `Environment (bad values stop the bot at start, one line
   ROLEGATE_REQUEST_TTL             default 24h: pending requests expire after this (1m..720h)
   ROLEGATE_MAX_OPEN_PER_REQUESTER  default 5: open requests one person may have (1..1000)
   ROLEGATE_DRY_RUN                 default false: true never POSTs or DELETEs at OpenAI; messages say "Dry run"
+  ROLEGATE_DRIFT_INTERVAL          default 1h: how often the bot compares OpenAI with its grants (bot drift),
+                                   exporting rolegate_drift_* metrics; 0 turns it off (or 1m..720h)
   ROLEGATE_DB                      default rolegate.db: the bbolt file
   ROLEGATE_DATABASE_URL            postgres://… : keep state in PostgreSQL instead (ROLEGATE_DB is then ignored)
   ROLEGATE_ADDR                    default :8080: Slack endpoints (HTTP mode), /healthz, /readyz, /metrics

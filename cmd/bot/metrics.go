@@ -23,6 +23,9 @@ type metrics struct {
 	storeErrors *prometheus.CounterVec
 	quarantined *prometheus.CounterVec
 	ack         *prometheus.HistogramVec
+
+	// The periodic drift check's results (driftWatch).
+	driftHeld, driftMissing, driftLastRun, driftSuccess prometheus.Gauge
 }
 
 var (
@@ -57,6 +60,18 @@ func newMetrics(reg *prometheus.Registry, store approvals.Store, log *slog.Logge
 			Name: "rolegate_ack_seconds", Help: "Time to answer Slack, by kind (command, interaction).",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"kind"}),
+		driftHeld: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rolegate_drift_held_not_granted", Help: "Group roles OpenAI lists, in groups rolegate touched, that no applied rolegate request grants (last successful drift check).",
+		}),
+		driftMissing: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rolegate_drift_granted_missing", Help: "Roles applied rolegate requests granted that OpenAI no longer lists (last successful drift check).",
+		}),
+		driftLastRun: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rolegate_drift_last_run_timestamp_seconds", Help: "When the last drift check ended, in Unix seconds; 0 before the first.",
+		}),
+		driftSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rolegate_drift_last_run_success", Help: "1 when the last drift check compared everything, 0 when it failed (the counts are then the previous check's).",
+		}),
 	}
 	counts := func(pick func(approvals.Counts) int) func() float64 {
 		return func() (v float64) {
@@ -91,6 +106,7 @@ func newMetrics(reg *prometheus.Registry, store approvals.Store, log *slog.Logge
 		dry.Set(1)
 	}
 	reg.MustRegister(m.commands, m.decisions, m.openai, m.deliveries, m.slackErrors, m.storeErrors, m.quarantined, m.ack, pending, outbox, quarantine, dry,
+		m.driftHeld, m.driftMissing, m.driftLastRun, m.driftSuccess,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -108,4 +124,20 @@ func (m *metrics) Store(op string)        { m.storeErrors.WithLabelValues(op).In
 func (m *metrics) Quarantine(kind string) { m.quarantined.WithLabelValues(kind).Inc() }
 func (m *metrics) Grant(outcome string, status int) {
 	m.openai.WithLabelValues(outcome, strconv.Itoa(status)).Inc()
+}
+
+// Drift records one drift check that ended at: its counts when it
+// succeeded; when it ran and whether it succeeded either way. A failed
+// check leaves the counts of the last one that succeeded, so an alert on
+// them neither fires nor clears on an outage; alert on the success gauge
+// for that.
+func (m *metrics) Drift(r approvals.Report, err error, at time.Time) {
+	m.driftLastRun.Set(float64(at.UnixMilli()) / 1000)
+	if err != nil {
+		m.driftSuccess.Set(0)
+		return
+	}
+	m.driftHeld.Set(float64(len(r.Held)))
+	m.driftMissing.Set(float64(len(r.Missing)))
+	m.driftSuccess.Set(1)
 }

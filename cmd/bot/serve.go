@@ -48,6 +48,7 @@ type process struct {
 	app     *slackapp.App
 	worker  *approvals.Worker
 	runner  *slackapp.SocketRunner // nil in HTTP mode
+	drift   *driftWatch            // nil when ROLEGATE_DRIFT_INTERVAL is 0
 	srv     *http.Server
 	ln      net.Listener
 	ready   atomic.Bool // from start until shutdown begins
@@ -101,6 +102,9 @@ func wire(cfg *Config, log *slog.Logger) (*process, error) {
 	if cfg.SocketMode() {
 		p.runner = &slackapp.SocketRunner{App: p.app, Client: socketmode.New(api)}
 	}
+	if cfg.DriftInterval > 0 {
+		p.drift = &driftWatch{Store: store, Roles: client, Gauges: metrics, Logger: log, Interval: cfg.DriftInterval, Now: time.Now}
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", p.healthz)
 	mux.HandleFunc("GET /readyz", p.readyz)
@@ -152,6 +156,9 @@ func (p *process) actors() []actor {
 	}
 	if p.runner != nil {
 		as = append(as, actor{"socket mode", p.runner.Run})
+	}
+	if p.drift != nil {
+		as = append(as, actor{"drift check", func(ctx context.Context) error { p.drift.Run(ctx); return nil }})
 	}
 	return as
 }
