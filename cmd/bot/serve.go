@@ -62,11 +62,13 @@ func serve(ctx context.Context, cfg *Config, stderr io.Writer) error {
 		// another replica) still verifies when submitted.
 		ModalKey: slackapp.DeriveModalKey(cfg.SlackBotToken)}
 	worker := &approvals.Worker{
-		Store:       store,
-		Checker:     &approvals.Checker{Catalog: catalog, Fresh: client, Policy: policy, MemberOf: svc.MemberOf},
-		Granter:     client,
-		Roles:       client,
-		Notifier:    &slackapp.Notifier{Client: api, Metrics: metrics, ResponseURLs: responseURLs, DryRun: cfg.DryRun, AuditHead: auditHead(store)},
+		Store:   store,
+		Checker: &approvals.Checker{Catalog: catalog, Fresh: client, Policy: policy, MemberOf: svc.MemberOf},
+		Granter: client,
+		Revoker: client,
+		Roles:   client,
+		Notifier: &slackapp.Notifier{Client: api, Metrics: metrics, ResponseURLs: responseURLs, DryRun: cfg.DryRun, AuditHead: auditHead(store),
+			Directory: slackapp.Directory{Client: api}},
 		Logger:      log,
 		Observer:    metrics,
 		MaxAttempts: cfg.OpenAIMaxAttempts,
