@@ -551,23 +551,6 @@ func (w *Worker) assign(ctx context.Context, log *slog.Logger, j Job, r Request)
 		w.recordAssignment(ctx, log, j, r, *e.assignment)
 		return
 	}
-	// Record that an attempt starts, so a process that stops during it
-	// leaves a trace: the assignment it may have made is rolegate's.
-	// When the store cannot record it, the attempt goes ahead (the effect
-	// memo covers this process) and counts as untraced: should it find
-	// the role held, the role is taken as rolegate's, never as the group's
-	// own, since a POST of ours may be why it is there.
-	if j.FirstTry.IsZero() {
-		j.FirstTry = w.Now()
-	}
-	j.Tries++
-	if err := w.Store.RetryJob(ctx, j); err != nil {
-		w.Observer.Store("record the attempt")
-		log.WarnContext(ctx, "Recording the start of an assignment attempt failed; going ahead", "err", err)
-		j.Tries = j.Attempts + 2
-	}
-	// The deadline is checked after that write, so the write's time
-	// cannot push an attempt past it.
 	now := w.Now()
 	if j.FirstTry.IsZero() {
 		j.FirstTry = now
@@ -576,6 +559,21 @@ func (w *Worker) assign(ctx context.Context, log *slog.Logger, j Job, r Request)
 	if !now.Before(deadline) {
 		w.giveUp(ctx, log, j, r, Failure{Message: j.LastError})
 		return
+	}
+	// The first attempt is recorded before it starts, so a process that
+	// stops during it leaves a trace: a role found held afterwards may be
+	// its POST's, and is taken as rolegate's, never as the group's own.
+	// Later attempts count in memory only (a write before each would push
+	// attempts past the deadline); their stored retry carries the count.
+	// When the store cannot record it, the attempt goes ahead (the effect
+	// memo covers this process) and counts as untraced.
+	j.Tries++
+	if j.Tries == 1 {
+		if err := w.Store.RetryJob(ctx, j); err != nil {
+			w.Observer.Store("record the attempt")
+			log.WarnContext(ctx, "Recording the start of an assignment attempt failed; going ahead", "err", err)
+			j.Tries = j.Attempts + 2
+		}
 	}
 	cctx, cancel := context.WithTimeout(ctx, w.CallTimeout) // the deadline bounds when attempts start, not how long one runs
 	a, err := w.Granter.Assign(cctx, r.Target)
