@@ -41,7 +41,7 @@ directory), and plays two people in the channel #access-requests:
   3. rolegate checks the request at OpenAI and posts the approval message
   4. @ana tries to approve her own request and is refused
   5. @bob approves; rolegate assigns the role and posts the summary
-  6. a time-bound grant ends (skipped until this build has time-bound grants)
+  6. a time-bound grant ends
   7. bot audit verify checks the audit chain (skipped until this build has it)
 
 Every message Slack would show is printed as text, one line per block. The

@@ -18,6 +18,7 @@ type metrics struct {
 	commands    *prometheus.CounterVec
 	decisions   *prometheus.CounterVec
 	openai      *prometheus.CounterVec
+	revocations *prometheus.CounterVec
 	deliveries  *prometheus.CounterVec
 	slackErrors *prometheus.CounterVec
 	storeErrors *prometheus.CounterVec
@@ -43,6 +44,9 @@ func newMetrics(reg *prometheus.Registry, store approvals.Store, log *slog.Logge
 		}, []string{"action", "outcome"}),
 		openai: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rolegate_openai_calls_total", Help: "OpenAI assignment attempts by outcome and HTTP status (0: no response).",
+		}, []string{"outcome", "status"}),
+		revocations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rolegate_revocations_total", Help: "Ends of grants by outcome (deleted, absent, kept, retry, failed: alert on failed) and HTTP status.",
 		}, []string{"outcome", "status"}),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rolegate_slack_deliveries_total", Help: "Outbox message deliveries to Slack by kind and outcome (ok, retry, dropped).",
@@ -105,7 +109,7 @@ func newMetrics(reg *prometheus.Registry, store approvals.Store, log *slog.Logge
 	if dryRun {
 		dry.Set(1)
 	}
-	reg.MustRegister(m.commands, m.decisions, m.openai, m.deliveries, m.slackErrors, m.storeErrors, m.quarantined, m.ack, pending, outbox, quarantine, dry,
+	reg.MustRegister(m.commands, m.decisions, m.openai, m.revocations, m.deliveries, m.slackErrors, m.storeErrors, m.quarantined, m.ack, pending, outbox, quarantine, dry,
 		m.driftHeld, m.driftMissing, m.driftLastRun, m.driftSuccess,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
@@ -122,6 +126,9 @@ func (m *metrics) Delivery(kind approvals.JobKind, outcome string) {
 }
 func (m *metrics) Store(op string)        { m.storeErrors.WithLabelValues(op).Inc() }
 func (m *metrics) Quarantine(kind string) { m.quarantined.WithLabelValues(kind).Inc() }
+func (m *metrics) Revoke(outcome string, status int) {
+	m.revocations.WithLabelValues(outcome, strconv.Itoa(status)).Inc()
+}
 func (m *metrics) Grant(outcome string, status int) {
 	m.openai.WithLabelValues(outcome, strconv.Itoa(status)).Inc()
 }

@@ -88,11 +88,13 @@ func wire(cfg *Config, log *slog.Logger) (*process, error) {
 		// another replica) still verifies when submitted.
 		ModalKey: slackapp.DeriveModalKey(cfg.SlackBotToken)}
 	p.worker = &approvals.Worker{
-		Store:       store,
-		Checker:     &approvals.Checker{Catalog: p.catalog, Fresh: client, Policy: policy, MemberOf: svc.MemberOf},
-		Granter:     client,
-		Roles:       client,
-		Notifier:    &slackapp.Notifier{Client: api, Metrics: metrics, ResponseURLs: responseURLs, DryRun: cfg.DryRun, AuditHead: auditHead(store)},
+		Store:   store,
+		Checker: &approvals.Checker{Catalog: p.catalog, Fresh: client, Policy: policy, MemberOf: svc.MemberOf},
+		Granter: client,
+		Revoker: client,
+		Roles:   client,
+		Notifier: &slackapp.Notifier{Client: api, Metrics: metrics, ResponseURLs: responseURLs, DryRun: cfg.DryRun, AuditHead: auditHead(store),
+			Directory: slackapp.Directory{Client: api}},
 		Logger:      log,
 		Observer:    metrics,
 		MaxAttempts: cfg.OpenAIMaxAttempts,

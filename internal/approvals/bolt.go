@@ -24,14 +24,15 @@ var (
 	bucketTriggers   = []byte("triggers")   // trigger_id → request id + created_at
 	bucketQuarantine = []byte("quarantine") // kind/key → record that could not be decoded
 	bucketMeta       = []byte("meta")       // "layout" → index layout version
+	bucketGrants     = []byte("grants")     // project\x00group\x00role\x00 + id → "" (applied requests only)
 
 	allBuckets = [][]byte{bucketRequests, bucketOpen, bucketWakes, bucketOutbox, bucketCalls,
-		bucketAudit, bucketAuditIdx, bucketTriggers, bucketQuarantine, bucketMeta}
+		bucketAudit, bucketAuditIdx, bucketTriggers, bucketQuarantine, bucketMeta, bucketGrants}
 )
 
 // indexLayout is the version of the derived indexes (open, wakes). A file
 // with an older layout has them rebuilt from the requests once, at open.
-const indexLayout = 2
+const indexLayout = 3
 
 // triggerKeep is how long a command's trigger id is remembered to recognise
 // a replayed delivery; Slack rejects signatures older than 5 minutes anyway.
@@ -121,7 +122,7 @@ func prepare(db *bolt.DB) (err error) {
 // reindex rebuilds the open and wake indexes from the requests, moving
 // aside any request it cannot decode.
 func reindex(tx *bolt.Tx) error {
-	for _, b := range [][]byte{bucketOpen, bucketWakes} {
+	for _, b := range [][]byte{bucketOpen, bucketWakes, bucketGrants} {
 		if err := tx.DeleteBucket(b); err != nil {
 			return err
 		}
@@ -280,7 +281,7 @@ func (s *BoltStore) Create(ctx context.Context, n NewRequest, now time.Time, max
 		r = Request{
 			ID: id, Ask: n.Ask, Target: n.Target, Reason: n.Reason,
 			Requester: n.Requester, TeamID: n.TeamID, ChannelID: n.ChannelID, ResponseURL: n.ResponseURL,
-			CreatedAt: now,
+			CreatedAt: now, Duration: n.Duration, BreakGlass: n.BreakGlass, Extends: n.Extends,
 		}
 		tr := start(&r)
 		if !r.State.Valid() {
@@ -334,6 +335,13 @@ func awaiting(tx *bolt.Tx, requester string) []uint64 {
 // Update implements Store. Commits from concurrent callers are batched: each
 // change still reads and writes inside the transaction that commits it.
 func (s *BoltStore) Update(ctx context.Context, id, doneJob uint64, change func(*Request) (Transition, error)) (Request, error) {
+	return s.update(id, doneJob, func(_ *bolt.Tx, r *Request) (Transition, error) { return change(r) })
+}
+
+// update runs change on request id inside one (batched) write transaction;
+// change may read the transaction but must not write it. A change's
+// storage error (wrapped in txError) fails the transaction.
+func (s *BoltStore) update(id, doneJob uint64, change func(*bolt.Tx, *Request) (Transition, error)) (Request, error) {
 	var out Request
 	var changed bool
 	var cerr error // change's verdict, which may come with a change
@@ -353,10 +361,16 @@ func (s *BoltStore) Update(ctx context.Context, id, doneJob uint64, change func(
 			return err
 		}
 		out = r
-		tr, verdict := change(&r)
+		before := r.Target
+		tr, verdict := change(tx, &r)
 		cerr = verdict
 		if !tr.Changed() {
 			return nil
+		}
+		if before != r.Target {
+			if err := tx.Bucket(bucketGrants).Delete(append(grantPrefix(before), itob(r.ID)...)); err != nil {
+				return err
+			}
 		}
 		if err := putAndRecord(tx, &r, tr, time.Now().UTC()); err != nil {
 			return err
@@ -371,6 +385,37 @@ func (s *BoltStore) Update(ctx context.Context, id, doneJob uint64, change func(
 		return out, err
 	}
 	return out, cerr
+}
+
+// UpdateGrant implements Store.
+func (s *BoltStore) UpdateGrant(ctx context.Context, id, doneJob uint64, change func(*Request, []Request) (Transition, error)) (Request, error) {
+	return s.update(id, doneJob, func(tx *bolt.Tx, r *Request) (Transition, error) {
+		others, err := grantsOf(tx, r.Target)
+		if err != nil {
+			return Transition{}, err
+		}
+		return change(r, others)
+	})
+}
+
+// grantsOf reads the applied requests of target, skipping any it cannot
+// decode (the worker quarantines those).
+func grantsOf(tx *bolt.Tx, t Target) ([]Request, error) {
+	prefix := grantPrefix(t)
+	var out []Request
+	c := tx.Bucket(bucketGrants).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		r, err := getRequest(tx, btoi(k[len(prefix):]))
+		if err != nil {
+			continue
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func grantPrefix(t Target) []byte {
+	return []byte(t.ProjectID + "\x00" + t.GroupID + "\x00" + t.RoleID + "\x00")
 }
 
 // Get implements Store.
@@ -670,6 +715,15 @@ func index(tx *bolt.Tx, r *Request) error {
 		err = open.Put(key, []byte(r.Requester))
 	} else {
 		err = open.Delete(key)
+	}
+	if err != nil {
+		return err
+	}
+	gkey := append(grantPrefix(r.Target), key...)
+	if r.State == StateApplied {
+		err = tx.Bucket(bucketGrants).Put(gkey, nil)
+	} else {
+		err = tx.Bucket(bucketGrants).Delete(gkey)
 	}
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -31,6 +32,9 @@ type Verdict struct {
 	Preview   Preview
 	Rule      Rule
 	Rejection string
+	// Duration is how long the grant lasts (0: permanent), as the rule
+	// decides from what was asked.
+	Duration time.Duration
 }
 
 // Check checks r. Its error is a failure to check (OpenAI or Slack
@@ -63,6 +67,15 @@ func (c *Checker) Check(ctx context.Context, r Request) (Verdict, error) {
 	if err := rule.CheckReason(r.Reason); err != nil {
 		return Verdict{Preview: preview, Rule: rule, Rejection: err.Error()}, nil
 	}
+	d, why := grantDuration(r, rule)
+	if why != "" {
+		return Verdict{Preview: preview, Rule: rule, Rejection: why}, nil
+	}
+	if r.Extends != 0 {
+		// An extension moves the end of a grant the group holds: the role
+		// being held is the point, not a reason to refuse.
+		return Verdict{Preview: preview, Rule: rule, Duration: d}, nil
+	}
 	held, err := c.Catalog.GroupRoles(ctx, preview.Project.ID, preview.Group.ID)
 	if err != nil {
 		return Verdict{}, fmt.Errorf("list the group's roles: %w", err)
@@ -71,7 +84,31 @@ func (c *Checker) Check(ctx context.Context, r Request) (Verdict, error) {
 		return Verdict{Preview: preview, Rule: rule, Rejection: fmt.Sprintf("group %s already has role %s in project %s, so there is nothing to approve",
 			displayName(preview.Group.Name, preview.Group.ID), displayName(preview.Role.Name, preview.Role.ID), displayName(preview.Project.Name, preview.Project.ID))}, nil
 	}
-	return Verdict{Preview: preview, Rule: rule}, nil
+	return Verdict{Preview: preview, Rule: rule, Duration: d}, nil
+}
+
+// grantDuration is how long r's grant lasts under rule, or why it cannot
+// be granted: a break-glass grant needs a rule that allows it and lasts at
+// most the rule's BreakGlassMax (that, when none was asked); an extension
+// must name a duration; anything else follows Rule.GrantDuration.
+func grantDuration(r Request, rule Rule) (time.Duration, string) {
+	switch {
+	case r.BreakGlass && !rule.BreakGlass:
+		return 0, fmt.Sprintf("rule %s does not allow break-glass: ask with a normal request so an approver can decide", rule.Name)
+	case r.BreakGlass && r.Duration > rule.BreakGlassMax():
+		return 0, fmt.Sprintf("a break-glass grant under rule %s lasts at most %s", rule.Name, FormatDuration(rule.BreakGlassMax()))
+	case r.BreakGlass && r.Duration == 0:
+		return rule.BreakGlassMax(), ""
+	case r.BreakGlass:
+		return r.Duration, ""
+	case r.Extends != 0 && r.Duration <= 0:
+		return 0, "an extension must say for how long"
+	}
+	d, err := rule.GrantDuration(r.Duration)
+	if err != nil {
+		return 0, strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": ")
+	}
+	return d, ""
 }
 
 // Pass moves a checked request to pending under v's rule: its ids, preview,
@@ -91,6 +128,15 @@ func Pass(r *Request, v Verdict, now time.Time) (Transition, error) {
 		ttl = DefaultRequestTTL
 	}
 	r.ExpiresAt = now.Add(ttl)
+	r.Duration = v.Duration
+	if r.BreakGlass {
+		// Applied at once without approval: the approvers review it after.
+		r.State, r.Decider, r.DecidedAt = StateApproved, r.Requester, now
+		return Transition{
+			Event: Event{Actor: r.Requester, Action: ActionBreakGlass, At: now, Detail: "break-glass under rule " + v.Rule.Name + " for " + FormatDuration(r.Duration)},
+			Jobs:  []JobKind{JobPostApproval, JobAssign, JobNotifyApprovers},
+		}, nil
+	}
 	ScheduleReminder(r, v.Rule.RemindAfter, now)
 	return Transition{
 		Event: Event{Actor: SystemActor, Action: ActionCheck, At: now, Detail: "checks passed; rule " + v.Rule.Name},

@@ -123,6 +123,44 @@ type requestRecord struct {
 	Assignment  *assignmentRecord `json:"assignment,omitempty"`
 	Failure     *failureRecord    `json:"failure,omitempty"`
 	FinishedAt  int64             `json:"finished_at,omitempty"`
+	// Time-bound grants (issue 11): older readers ignore these fields, and
+	// a record without them is a permanent grant, as before.
+	Duration      int64             `json:"duration,omitempty"` // nanoseconds
+	EndsAt        int64             `json:"ends_at,omitempty"`
+	Warned        bool              `json:"warned,omitempty"`
+	HeldBefore    bool              `json:"held_before,omitempty"`
+	Ending        bool              `json:"ending,omitempty"`
+	EndedBy       string            `json:"ended_by,omitempty"`
+	EndedAt       int64             `json:"ended_at,omitempty"`
+	Revocation    *revocationRecord `json:"revocation,omitempty"`
+	RevokeFailure *failureRecord    `json:"revoke_failure,omitempty"`
+	Extends       uint64            `json:"extends,omitempty"`
+	Extensions    []uint64          `json:"extensions,omitempty"`
+	BreakGlass    bool              `json:"break_glass,omitempty"`
+	ReviewedBy    string            `json:"reviewed_by,omitempty"`
+	ReviewedAt    int64             `json:"reviewed_at,omitempty"`
+}
+
+type revocationRecord struct {
+	Deleted bool   `json:"deleted,omitempty"`
+	Absent  bool   `json:"absent,omitempty"`
+	Kept    bool   `json:"kept,omitempty"`
+	DryRun  bool   `json:"dry_run,omitempty"`
+	Note    string `json:"note,omitempty"`
+}
+
+func failureToRecord(f *Failure) *failureRecord {
+	if f == nil {
+		return nil
+	}
+	return &failureRecord{Status: f.Status, Message: f.Message, Type: f.Type, Code: f.Code, Param: f.Param, RequestID: f.RequestID}
+}
+
+func failureFromRecord(f *failureRecord) *Failure {
+	if f == nil {
+		return nil
+	}
+	return &Failure{Status: f.Status, Message: f.Message, Type: f.Type, Code: f.Code, Param: f.Param, RequestID: f.RequestID}
 }
 
 func marshalRequest(r *Request) ([]byte, error) {
@@ -135,6 +173,12 @@ func marshalRequest(r *Request) ([]byte, error) {
 		Decider: r.Decider, DecidedAt: unixNano(r.DecidedAt), Note: r.Note, FinishedAt: unixNano(r.FinishedAt),
 		Rule: r.Rule, Approvers: r.Approvers, DenyReason: r.DenyReason,
 		RemindAt: unixNano(r.RemindAt), Reminded: r.Reminded,
+		Duration: int64(r.Duration), EndsAt: unixNano(r.EndsAt), Warned: r.Warned, HeldBefore: r.HeldBefore,
+		Ending: r.Ending, EndedBy: r.EndedBy, EndedAt: unixNano(r.EndedAt), RevokeFailure: failureToRecord(r.RevokeFailure),
+		Extends: r.Extends, Extensions: r.Extensions, BreakGlass: r.BreakGlass, ReviewedBy: r.ReviewedBy, ReviewedAt: unixNano(r.ReviewedAt),
+	}
+	if v := r.Revocation; v != nil {
+		rec.Revocation = &revocationRecord{Deleted: v.Deleted, Absent: v.Absent, Kept: v.Kept, DryRun: v.DryRun, Note: v.Note}
 	}
 	if r.Ask != AskFor(r.Target) {
 		rec.Ask = &askRecord{Project: r.Ask.Project, Group: r.Ask.Group, Role: r.Ask.Role}
@@ -177,6 +221,12 @@ func unmarshalRequest(b []byte) (Request, error) {
 		Decider: rec.Decider, DecidedAt: fromUnixNano(rec.DecidedAt), Note: rec.Note, FinishedAt: fromUnixNano(rec.FinishedAt),
 		Rule: rec.Rule, Approvers: rec.Approvers, DenyReason: rec.DenyReason,
 		RemindAt: fromUnixNano(rec.RemindAt), Reminded: rec.Reminded,
+		Duration: time.Duration(rec.Duration), EndsAt: fromUnixNano(rec.EndsAt), Warned: rec.Warned, HeldBefore: rec.HeldBefore,
+		Ending: rec.Ending, EndedBy: rec.EndedBy, EndedAt: fromUnixNano(rec.EndedAt), RevokeFailure: failureFromRecord(rec.RevokeFailure),
+		Extends: rec.Extends, Extensions: rec.Extensions, BreakGlass: rec.BreakGlass, ReviewedBy: rec.ReviewedBy, ReviewedAt: fromUnixNano(rec.ReviewedAt),
+	}
+	if v := rec.Revocation; v != nil {
+		r.Revocation = &RevokeOutcome{Deleted: v.Deleted, Absent: v.Absent, Kept: v.Kept, DryRun: v.DryRun, Note: v.Note}
 	}
 	r.Ask = AskFor(r.Target)
 	if a := rec.Ask; a != nil {
@@ -252,12 +302,13 @@ type jobRecord struct {
 	LastError   string         `json:"last_error,omitempty"`
 	LastFailure *failureRecord `json:"last_failure,omitempty"`
 	Ambiguous   bool           `json:"ambiguous,omitempty"`
+	Tries       int            `json:"tries,omitempty"`
 }
 
 func marshalJob(j Job) ([]byte, error) {
 	return json.Marshal(jobRecord{V: schemaVersion, ID: j.ID, Kind: string(j.Kind), RequestID: j.RequestID, Attempts: j.Attempts,
 		NotBefore: unixNano(j.NotBefore), FirstTry: unixNano(j.FirstTry), LastError: j.LastError, Ambiguous: j.Ambiguous,
-		LastFailure: failureToRecord(j.LastFailure)})
+		LastFailure: failureToRecord(j.LastFailure), Tries: j.Tries})
 }
 
 func unmarshalJob(b []byte) (Job, error) {
@@ -270,7 +321,7 @@ func unmarshalJob(b []byte) (Job, error) {
 	}
 	return Job{ID: rec.ID, Kind: JobKind(rec.Kind), RequestID: rec.RequestID, Attempts: rec.Attempts,
 		NotBefore: fromUnixNano(rec.NotBefore), FirstTry: fromUnixNano(rec.FirstTry), LastError: rec.LastError, Ambiguous: rec.Ambiguous,
-		LastFailure: failureFromRecord(rec.LastFailure)}, nil
+		LastFailure: failureFromRecord(rec.LastFailure), Tries: rec.Tries}, nil
 }
 
 func groupToRecord(g Group) groupRecord {
@@ -449,18 +500,4 @@ func scanInt(b []byte, i int) (n uint64, neg bool, next int, ok bool) {
 		return 0, false, i, false
 	}
 	return n, neg, i, true
-}
-
-func failureToRecord(f *Failure) *failureRecord {
-	if f == nil {
-		return nil
-	}
-	return &failureRecord{Status: f.Status, Message: f.Message, Type: f.Type, Code: f.Code, Param: f.Param, RequestID: f.RequestID}
-}
-
-func failureFromRecord(f *failureRecord) *Failure {
-	if f == nil {
-		return nil
-	}
-	return &Failure{Status: f.Status, Message: f.Message, Type: f.Type, Code: f.Code, Param: f.Param, RequestID: f.RequestID}
 }

@@ -19,6 +19,13 @@ var (
 	ErrNotApprover = errors.New("not an approver")
 	// ErrNotRequester means someone other than the requester tried to cancel.
 	ErrNotRequester = errors.New("only the requester can cancel")
+	// ErrCannotRevoke means someone other than the requester or an
+	// approver of the grant's rule tried to revoke it.
+	ErrCannotRevoke = errors.New("only the requester or an approver can revoke")
+	// ErrGrantEnding means an assignment found the role held by another
+	// rolegate grant whose revocation is under way: it must be made again
+	// once that grant has ended.
+	ErrGrantEnding = errors.New("another grant of the role is ending")
 	// ErrAlreadyVoted means this approver's approval is already counted.
 	ErrAlreadyVoted = errors.New("approval already recorded")
 	// ErrExpired means the request passed its expiry before the decision.

@@ -359,6 +359,18 @@ func (n *fakeNotifier) Remind(ctx context.Context, r Request) error {
 	return n.try(JobRemind, r)
 }
 
+func (n *fakeNotifier) PostRevocation(ctx context.Context, r Request) error {
+	return n.try(JobPostRevocation, r)
+}
+
+func (n *fakeNotifier) WarnRequester(ctx context.Context, r Request) error {
+	return n.try(JobWarnRequester, r)
+}
+
+func (n *fakeNotifier) NotifyApprovers(ctx context.Context, r Request) error {
+	return n.try(JobNotifyApprovers, r)
+}
+
 // deliveries returns the messages about request id in its channel and
 // privately through response_url, in order; the direct messages of
 // NotifyRequester jobs are left out (see dms).
@@ -408,8 +420,24 @@ func formatDeliveries(ds []delivery) string {
 
 // countingObserver records the Worker's outcomes.
 type countingObserver struct {
-	mu     sync.Mutex
-	grants map[string]int
+	mu      sync.Mutex
+	grants  map[string]int
+	revokes map[string]int
+}
+
+func (o *countingObserver) Revoke(outcome string, _ int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.revokes == nil {
+		o.revokes = map[string]int{}
+	}
+	o.revokes[outcome]++
+}
+
+func (o *countingObserver) revoke(outcome string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.revokes[outcome]
 }
 
 func (o *countingObserver) Grant(outcome string, _ int) {

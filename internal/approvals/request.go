@@ -53,21 +53,23 @@ type Action string
 
 // The actions recorded in the audit trail.
 const (
-	ActionCreate  Action = "create"
-	ActionCheck   Action = "check"  // the checks passed: the request is pending
-	ActionReject  Action = "reject" // the checks failed
-	ActionApprove Action = "approve"
-	ActionDeny    Action = "deny"
-	ActionCancel  Action = "cancel"
-	ActionExpire  Action = "expire"
-	ActionApply   Action = "apply"
-	ActionFail    Action = "fail"
-	ActionPosted  Action = "posted"
-	ActionRemind  Action = "remind"
-	ActionRevoke  Action = "revoke" // a revocation was asked for, or the grant ended
-	ActionRevoked Action = "revoked"
-	ActionReview  Action = "review"
-	ActionExtend  Action = "extend"
+	ActionCreate     Action = "create"
+	ActionCheck      Action = "check"  // the checks passed: the request is pending
+	ActionReject     Action = "reject" // the checks failed
+	ActionApprove    Action = "approve"
+	ActionDeny       Action = "deny"
+	ActionCancel     Action = "cancel"
+	ActionExpire     Action = "expire"
+	ActionApply      Action = "apply"
+	ActionFail       Action = "fail"
+	ActionPosted     Action = "posted"
+	ActionRemind     Action = "remind"
+	ActionRevoke     Action = "revoke" // a revocation was asked for, or the grant ended
+	ActionRevoked    Action = "revoked"
+	ActionReview     Action = "review"
+	ActionExtend     Action = "extend"
+	ActionWarn       Action = "warn" // the requester was told the grant ends soon
+	ActionBreakGlass Action = "break_glass"
 )
 
 // SystemActor is the actor recorded for transitions rolegate makes itself
@@ -124,6 +126,51 @@ type Request struct {
 	Assignment *Assignment
 	Failure    *Failure
 	FinishedAt time.Time // when it reached applied or a final state
+
+	// Duration is how long the grant lasts once applied: what the
+	// requester asked for until the checks pass, then what the rule
+	// grants (0: permanent).
+	Duration time.Duration
+	// EndsAt is when an applied time-bound grant ends: fixed when the
+	// grant is applied (applied time + Duration), moved by extensions.
+	EndsAt time.Time
+	// Warned records that the requester was told the grant ends soon.
+	Warned bool
+	// HeldBefore records that the group held the role before rolegate
+	// granted it (see RecordAssignment): its end never DELETEs.
+	HeldBefore bool
+	// Ending is set when the end of an applied grant was decided (its
+	// time came, or someone revoked it) and the revoke job is under way:
+	// EndedBy says who (SystemActor for the end), EndedAt when.
+	Ending  bool
+	EndedBy string
+	EndedAt time.Time
+	// Revocation is how the grant ended, once revoked.
+	Revocation *RevokeOutcome
+	// RevokeFailure is the last permanent failure of the revocation,
+	// while it is retried on the slow schedule.
+	RevokeFailure *Failure
+	// Extends is, for an extension request, the id of the grant whose end
+	// it moves; Extensions lists the approved extensions of a grant.
+	Extends    uint64
+	Extensions []uint64
+	// BreakGlass marks a grant applied without approval; ReviewedBy and
+	// ReviewedAt record the approver who reviewed it afterwards.
+	BreakGlass bool
+	ReviewedBy string
+	ReviewedAt time.Time
+}
+
+// RevokeOutcome is how a grant ended.
+type RevokeOutcome struct {
+	// Deleted is true when rolegate's DELETE removed the assignment;
+	// Absent when the group no longer held the role; Kept (with Note)
+	// when rolegate left it in place on purpose.
+	Deleted bool
+	Absent  bool
+	Kept    bool
+	DryRun  bool
+	Note    string
 }
 
 // NewRequest is what a requester asks for.
@@ -140,6 +187,14 @@ type NewRequest struct {
 	// TriggerID identifies one invocation of the slash command; a replayed
 	// delivery with the same TriggerID returns the request already made.
 	TriggerID string
+	// Duration is the grant's asked duration (0: none named: the rule
+	// decides).
+	Duration time.Duration
+	// BreakGlass asks for the grant at once, without approval (only under
+	// a rule with break_glass).
+	BreakGlass bool
+	// Extends names the applied grant an extension request is for.
+	Extends uint64
 }
 
 // Validate checks a target's ids, naming the first bad one.
@@ -175,6 +230,10 @@ func (n NewRequest) normalize() (NewRequest, error) {
 	}
 	n.Reason = reason
 	switch {
+	case n.Duration < 0 || n.Duration > MaxDuration:
+		return n, fmt.Errorf("%w: the duration is out of range", ErrInvalid)
+	case n.BreakGlass && n.Extends != 0:
+		return n, fmt.Errorf("%w: an extension cannot be break-glass", ErrInvalid)
 	case n.Requester == "":
 		return n, fmt.Errorf("%w: requester is missing", ErrInvalid)
 	case n.ChannelID == "":
@@ -194,10 +253,23 @@ func (r *Request) Approved(user string) bool {
 	return slices.ContainsFunc(r.Approvals, func(v Vote) bool { return v.User == user })
 }
 
+// WarnBefore is how long before a time-bound grant's end the requester is
+// told (with an Extend button).
+const WarnBefore = 15 * time.Minute
+
 // NextWake is when rolegate must next look at r by itself: a pending
-// request's reminder, then its expiry; zero when nothing is due by time
-// alone.
+// request's reminder, then its expiry; an applied time-bound grant's
+// warning, then its end; zero when nothing is due by time alone.
 func (r *Request) NextWake() time.Time {
+	if r.State == StateApplied {
+		if r.EndsAt.IsZero() || !r.Active() {
+			return time.Time{}
+		}
+		if !r.Warned {
+			return r.EndsAt.Add(-WarnBefore)
+		}
+		return r.EndsAt
+	}
 	if r.State != StatePending {
 		return time.Time{}
 	}

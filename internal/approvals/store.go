@@ -13,14 +13,18 @@ type JobKind string
 // The kinds of outgoing work. Jobs of one request run in the order they were
 // recorded, in two lanes (see Job.Lane).
 const (
-	JobPostApproval   JobKind = "post_approval"   // chat.postMessage the approval message
-	JobUpdateApproval JobKind = "update_approval" // chat.update it to the current state
-	JobCheck          JobKind = "check"           // resolve and check a new request at OpenAI
-	JobAssign         JobKind = "assign"          // call the OpenAI Admin API
-	JobPostResult     JobKind = "post_result"     // post the assignment summary or the error
-	JobTellRequester  JobKind = "tell_requester"  // tell the requester privately where the request stands
-	JobPostDenial     JobKind = "post_denial"     // reply in the thread who denied and why
-	JobRemind         JobKind = "remind"          // remind the approvers who have not acted, in the thread
+	JobPostApproval    JobKind = "post_approval"    // chat.postMessage the approval message
+	JobUpdateApproval  JobKind = "update_approval"  // chat.update it to the current state
+	JobCheck           JobKind = "check"            // resolve and check a new request at OpenAI
+	JobAssign          JobKind = "assign"           // call the OpenAI Admin API
+	JobPostResult      JobKind = "post_result"      // post the assignment summary or the error
+	JobTellRequester   JobKind = "tell_requester"   // tell the requester privately where the request stands
+	JobPostDenial      JobKind = "post_denial"      // reply in the thread who denied and why
+	JobRemind          JobKind = "remind"           // remind the approvers who have not acted, in the thread
+	JobRevoke          JobKind = "revoke"           // DELETE an ending grant's assignment at OpenAI
+	JobPostRevocation  JobKind = "post_revocation"  // reply in the thread how the grant ended (or why it could not)
+	JobWarnRequester   JobKind = "warn_requester"   // DM the requester that the grant ends soon, with Extend
+	JobNotifyApprovers JobKind = "notify_approvers" // DM every approver of a break-glass grant
 	// JobNotifyRequester is the family of the direct messages that tell the
 	// requester of a state change; each job is NotifyRequester(state).
 	JobNotifyRequester JobKind = "notify_requester"
@@ -53,7 +57,7 @@ func (k JobKind) Family() JobKind {
 
 // Calls reports whether jobs of kind call OpenAI (rather than Slack). They
 // run in a lane and a queue of their own.
-func (k JobKind) Calls() bool { return k == JobAssign || k == JobCheck }
+func (k JobKind) Calls() bool { return k == JobAssign || k == JobCheck || k == JobRevoke }
 
 // Job is one entry of the outbox.
 type Job struct {
@@ -69,6 +73,10 @@ type Job struct {
 	LastFailure *Failure
 	// Ambiguous is set once an attempt may have taken effect unseen.
 	Ambiguous bool
+	// Tries counts the attempts started, stored before each assignment
+	// attempt: more tries than Attempts+1 means a process stopped during
+	// an attempt whose outcome nobody saw (it may have POSTed).
+	Tries int
 	// Corrupt is set (and nothing else but ID) when the stored job could
 	// not be decoded; the Worker moves it aside with Store.Quarantine. It
 	// is never stored.
@@ -141,6 +149,11 @@ type Store interface {
 	// change decided. Errors: ErrNotFound, *CorruptError, change's error,
 	// or the storage's.
 	Update(ctx context.Context, id, doneJob uint64, change func(*Request) (Transition, error)) (Request, error)
+	// UpdateGrant is Update for a change that needs the other applied
+	// grants of the request's project, group and role (others, which may
+	// include the request itself), read in the same transaction: ends and
+	// assignments decide with them whether a role stays in place.
+	UpdateGrant(ctx context.Context, id, doneJob uint64, change func(r *Request, others []Request) (Transition, error)) (Request, error)
 	// Get returns request id: ErrNotFound, *CorruptError.
 	Get(ctx context.Context, id uint64) (Request, error)
 	// List returns requests newest first, skipping (and not failing on)

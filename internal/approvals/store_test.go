@@ -371,6 +371,11 @@ func fullRequest() Request {
 		Failure: &Failure{Status: 429, Message: "Rate limit reached", Type: "rate_limit_error", Code: "rate_limit_exceeded",
 			Param: "role_id", RequestID: "req_abc123"},
 		FinishedAt: at(3),
+		Duration:   4 * time.Hour, EndsAt: at(4).Add(5), Warned: true, HeldBefore: true,
+		Ending: true, EndedBy: "UANA", EndedAt: at(5),
+		Revocation:    &RevokeOutcome{Deleted: true, Absent: true, Kept: true, DryRun: true, Note: "kept: request #7 still grants it"},
+		RevokeFailure: &Failure{Status: 400, Message: "bad", Type: "invalid_request_error", Code: "x", Param: "p", RequestID: "req_1"},
+		Extends:       7, Extensions: []uint64{8, 9}, BreakGlass: true, ReviewedBy: "UBEN", ReviewedAt: at(6),
 	}
 }
 

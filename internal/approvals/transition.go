@@ -2,6 +2,7 @@ package approvals
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -162,16 +163,51 @@ func finish(r *Request, s State, actor string, now time.Time) {
 	}
 }
 
-// RecordAssignment records a successful assignment of an approved request.
+// RecordAssignment records a successful assignment of an approved request
+// made in one clean attempt, with no other rolegate grant of the role
+// active (see RecordGrant).
 func RecordAssignment(r *Request, a Assignment, now time.Time) (Transition, error) {
+	return RecordGrant(r, Grant{Assignment: a}, now)
+}
+
+// Grant is what the Worker learned applying a request: the assignment, and
+// whether an earlier attempt of the request may have POSTed unseen; Others
+// are the applied grants of the same target (Store.UpdateGrant).
+type Grant struct {
+	Assignment    Assignment
+	MayHavePosted bool
+	Others        []Request
+}
+
+// RecordGrant records a successful assignment of an approved request. The
+// grant's end is fixed now (Duration from now), and whether the group held
+// the role before rolegate granted it (heldBefore): such a role is never
+// DELETEd at the end.
+func RecordGrant(r *Request, g Grant, now time.Time) (Transition, error) {
 	if r.State != StateApproved {
 		return Transition{}, &NotPendingError{Request: *r}
 	}
+	a := g.Assignment
+	if a.AlreadyAssigned && slices.ContainsFunc(g.Others, func(o Request) bool {
+		return o.ID != r.ID && o.Target == r.Target && o.State == StateApplied && o.Ending && o.Extends == 0
+	}) {
+		// The role found is one an ending grant is about to DELETE: the
+		// assignment is tried again once that grant has ended.
+		return Transition{}, ErrGrantEnding
+	}
 	r.Assignment = &a
 	r.State, r.FinishedAt = StateApplied, now
+	r.HeldBefore = heldBefore(r, a, g.MayHavePosted, g.Others)
+	r.endsAfter(now)
 	detail := "assigned"
 	if a.AlreadyAssigned {
 		detail = "already assigned"
+	}
+	if r.HeldBefore {
+		detail += "; the group held the role before: its end will not remove it"
+	}
+	if !r.EndsAt.IsZero() {
+		detail += "; ends " + r.EndsAt.UTC().Format(time.RFC3339)
 	}
 	return Transition{Event: Event{Actor: SystemActor, Action: ActionApply, Detail: detail, At: now},
 		Jobs: []JobKind{JobUpdateApproval, JobPostResult, NotifyRequester(StateApplied)}}, nil

@@ -39,6 +39,16 @@ type Notifier interface {
 	// Remind replies in the approval message's thread, mentioning the
 	// approvers of a pending r who have not acted yet.
 	Remind(ctx context.Context, r Request) error
+	// PostRevocation replies in the approval message's thread how r's
+	// grant ended (who or what ended it, when, the DELETE's outcome), or,
+	// for a grant still applied, why its revocation keeps failing.
+	PostRevocation(ctx context.Context, r Request) error
+	// WarnRequester tells the requester by direct message that r's grant
+	// ends soon, with an Extend button.
+	WarnRequester(ctx context.Context, r Request) error
+	// NotifyApprovers tells every approver of r's rule by direct message
+	// that r was applied break-glass, without approval.
+	NotifyApprovers(ctx context.Context, r Request) error
 }
 
 // DeliveryError is a Notifier failure, classified.
@@ -79,6 +89,10 @@ type Observer interface {
 	Store(op string)
 	// Quarantine reports a record moved aside.
 	Quarantine(kind string)
+	// Revoke reports one revocation attempt or decision: outcome is
+	// "deleted", "absent", "kept", "retry" or "failed" (a permanent
+	// failure: alert on it); status as for Grant.
+	Revoke(outcome string, status int)
 }
 
 type nopObserver struct{}
@@ -87,6 +101,7 @@ func (nopObserver) Grant(string, int)        {}
 func (nopObserver) Delivery(JobKind, string) {}
 func (nopObserver) Store(string)             {}
 func (nopObserver) Quarantine(string)        {}
+func (nopObserver) Revoke(string, int)       {}
 
 // Worker carries out the outbox: it assigns roles for approved requests and
 // delivers messages, each in order per request (see Job.Lane), driven only
@@ -103,6 +118,7 @@ type Worker struct {
 	Store    Store
 	Checker  *Checker // checks new requests (StateChecking)
 	Granter  Granter
+	Revoker  Revoker    // ends grants; without it, ending grants wait
 	Roles    RoleLister // optional: the last look after an ambiguous attempt
 	Notifier Notifier
 	Logger   *slog.Logger
@@ -131,6 +147,10 @@ type Worker struct {
 	// waits on the network, and a burst of new requests should reach
 	// approvers in about the time of one check, not of a queue of them.
 	CallConcurrency int
+	// RevokeRetry is how long the Worker waits before it tries again a
+	// revocation that failed for good (default 1h): the grant must end,
+	// so it is never given up, only slowed down.
+	RevokeRetry time.Duration
 
 	mu      sync.Mutex
 	busy    map[uint64]bool      // lanes with a job running
@@ -145,6 +165,7 @@ type Worker struct {
 type effect struct {
 	ts         string      // a posted approval message
 	assignment *Assignment // an assignment made
+	revocation *Revocation // a revocation made
 	verdict    *Verdict    // a check done
 	delivered  bool        // any other message
 }
@@ -173,6 +194,9 @@ func (w *Worker) defaults() {
 	}
 	if w.CallConcurrency <= 0 {
 		w.CallConcurrency = 64
+	}
+	if w.RevokeRetry <= 0 {
+		w.RevokeRetry = time.Hour
 	}
 	if w.Now == nil {
 		w.Now = time.Now
@@ -266,7 +290,12 @@ func (w *Worker) wake(ctx context.Context, now time.Time) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("read due requests: %w", err)
 	}
 	for _, id := range ids {
-		r, err := w.Store.Update(ctx, id, 0, func(r *Request) (Transition, error) { return Tick(r, now), nil })
+		r, err := w.Store.UpdateGrant(ctx, id, 0, func(r *Request, others []Request) (Transition, error) {
+			if r.State == StateApplied {
+				return TickGrant(r, now, others), nil
+			}
+			return Tick(r, now), nil
+		})
 		var ce *CorruptError
 		switch {
 		case errors.As(err, &ce):
@@ -276,6 +305,11 @@ func (w *Worker) wake(ctx context.Context, now time.Time) (time.Time, error) {
 			return time.Time{}, fmt.Errorf("act on request %d: %w", id, err)
 		case r.State == StateExpired && r.FinishedAt.Equal(now):
 			w.Logger.InfoContext(ctx, "Request expired", "request_id", id)
+		case r.EndedBy == SystemActor && r.EndedAt.Equal(now):
+			w.Logger.InfoContext(ctx, "Grant ended", "request_id", id, "kept", r.Revocation != nil)
+			if r.Revocation != nil {
+				w.Observer.Revoke("kept", 0)
+			}
 		}
 	}
 	if len(ids) == batch {
@@ -409,7 +443,13 @@ func (w *Worker) runJob(ctx context.Context, j Job) {
 	case JobCheck:
 		w.check(ctx, log, j, r)
 	case JobAssign:
+		if r.Extends != 0 {
+			w.extend(ctx, log, j, r)
+			return
+		}
 		w.assign(ctx, log, j, r)
+	case JobRevoke:
+		w.revoke(ctx, log, j, r)
 	default:
 		w.deliver(ctx, log, j, r)
 	}
@@ -420,6 +460,35 @@ func (w *Worker) runJob(ctx context.Context, j Job) {
 // memory and backs off; it reports whether the record was made.
 func (w *Worker) record(ctx context.Context, log *slog.Logger, j Job, e *effect, change func(*Request) (Transition, error)) (Request, bool) {
 	r, err := w.Store.Update(ctx, j.RequestID, j.ID, change)
+	var np *NotPendingError
+	if err == nil || errors.As(err, &np) || errors.Is(err, ErrNotFound) {
+		w.forget(j.ID)
+		return r, true
+	}
+	if e != nil {
+		w.mu.Lock()
+		w.effects[j.ID] = *e
+		w.mu.Unlock()
+	}
+	w.storeFailed(ctx, log, j, "record the outcome", err)
+	return r, false
+}
+
+// recordGrant is record for a change that needs the target's other grants.
+func (w *Worker) recordGrant(ctx context.Context, log *slog.Logger, j Job, e *effect, change func(*Request, []Request) (Transition, error)) (Request, bool) {
+	r, err := w.Store.UpdateGrant(ctx, j.RequestID, 0, change)
+	if errors.Is(err, ErrGrantEnding) {
+		w.forget(j.ID)
+		log.InfoContext(ctx, "The role is held by a grant that is ending; assigning again after its revocation")
+		w.reschedule(ctx, log, j, w.backoff(j.Attempts+1))
+		return r, false
+	}
+	if err == nil {
+		if err = w.Store.CompleteJob(ctx, j.ID); err != nil {
+			w.storeFailed(ctx, log, j, "complete the job", err)
+			return r, false
+		}
+	}
 	var np *NotPendingError
 	if err == nil || errors.As(err, &np) || errors.Is(err, ErrNotFound) {
 		w.forget(j.ID)
@@ -509,6 +578,21 @@ func (w *Worker) assign(ctx context.Context, log *slog.Logger, j Job, r Request)
 		}
 		w.giveUp(ctx, log, j, r, f)
 		return
+	}
+	// The first attempt is recorded before it starts, so a process that
+	// stops during it leaves a trace: a role found held afterwards may be
+	// its POST's, and is taken as rolegate's, never as the group's own.
+	// Later attempts count in memory only (a write before each would push
+	// attempts past the deadline); their stored retry carries the count.
+	// When the store cannot record it, the attempt goes ahead (the effect
+	// memo covers this process) and counts as untraced.
+	j.Tries++
+	if j.Tries == 1 {
+		if err := w.Store.RetryJob(ctx, j); err != nil {
+			w.Observer.Store("record the attempt")
+			log.WarnContext(ctx, "Recording the start of an assignment attempt failed; going ahead", "err", err)
+			j.Tries = j.Attempts + 2
+		}
 	}
 	cctx, cancel := context.WithTimeout(ctx, w.CallTimeout) // the deadline bounds when attempts start, not how long one runs
 	a, err := w.Granter.Assign(cctx, r.Target)
@@ -666,7 +750,10 @@ func (w *Worker) fail(ctx context.Context, log *slog.Logger, j Job, r Request, f
 
 func (w *Worker) recordAssignment(ctx context.Context, log *slog.Logger, j Job, r Request, a Assignment) {
 	now := w.Now().UTC()
-	if _, ok := w.record(ctx, log, j, &effect{assignment: &a}, func(r *Request) (Transition, error) { return RecordAssignment(r, a, now) }); !ok {
+	mayHavePosted := j.Ambiguous || j.Tries > j.Attempts+1
+	if _, ok := w.recordGrant(ctx, log, j, &effect{assignment: &a}, func(r *Request, others []Request) (Transition, error) {
+		return RecordGrant(r, Grant{Assignment: a, MayHavePosted: mayHavePosted, Others: others}, now)
+	}); !ok {
 		return
 	}
 	outcome := "applied"
@@ -713,6 +800,16 @@ func (w *Worker) deliver(ctx context.Context, log *slog.Logger, j Job, r Request
 			return
 		}
 		err = w.Notifier.Remind(ctx, r)
+	case JobPostRevocation:
+		err = w.Notifier.PostRevocation(ctx, r)
+	case JobWarnRequester:
+		if !r.Active() {
+			w.complete(ctx, log, j) // ended meanwhile: nothing to extend
+			return
+		}
+		err = w.Notifier.WarnRequester(ctx, r)
+	case JobNotifyApprovers:
+		err = w.Notifier.NotifyApprovers(ctx, r)
 	default:
 		if state, ok := j.Kind.Reports(); ok {
 			err = w.Notifier.DMRequester(ctx, r, state)

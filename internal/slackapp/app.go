@@ -137,16 +137,21 @@ func (a *App) Command(ctx context.Context, cmd slack.SlashCommand) (reply Reply)
 	case CommandList:
 		a.metrics().Command("list")
 		return private("%s", a.listText(ctx, log, cmd.UserID))
-	case CommandRequest:
+	case CommandRevoke:
+		r, err := a.Service.Revoke(ctx, parsed.ID, cmd.UserID, "")
+		if err != nil {
+			a.metrics().Command("revoke_refused")
+			return private("%s", a.revokeRefusal(ctx, log, parsed.ID, err))
+		}
+		a.metrics().Command("revoked")
+		log.InfoContext(ctx, "Grant revoked by command", "request_id", r.ID)
+		return private("%s", revokedReply(r))
+	case CommandRequest, CommandBreakGlass, CommandExtend:
 	default:
 		a.metrics().Command("unsupported")
 		return private(":warning: `%s %s` is not available in this version of rolegate. Nothing was changed. See `%s help`.", Escape(name), parsed.Kind, Escape(name))
 	}
-	if parsed.Duration > 0 {
-		a.metrics().Command("invalid")
-		return private(":warning: This version of rolegate grants roles without an end, so it cannot grant for %s. Nothing was requested. Ask again without `for …`.", approvals.FormatDuration(parsed.Duration))
-	}
-	r, created, err := a.Service.Create(ctx, approvals.NewRequest{
+	n := approvals.NewRequest{
 		Ask:         parsed.Ask,
 		Reason:      parsed.Reason,
 		Requester:   cmd.UserID,
@@ -154,7 +159,20 @@ func (a *App) Command(ctx context.Context, cmd slack.SlashCommand) (reply Reply)
 		ChannelID:   cmd.ChannelID,
 		ResponseURL: a.ResponseURLs.filter(cmd.ResponseURL),
 		TriggerID:   cmd.TriggerID,
-	})
+		Duration:    parsed.Duration,
+		BreakGlass:  parsed.Kind == CommandBreakGlass,
+	}
+	var r approvals.Request
+	var created bool
+	if parsed.Kind == CommandExtend {
+		r, created, err = a.Service.Extend(ctx, parsed.ID, n)
+		if err != nil && !errors.Is(err, approvals.ErrInvalid) && !isTooMany(err) {
+			a.metrics().Command("extend_refused")
+			return private("%s", a.revokeRefusal(ctx, log, parsed.ID, err))
+		}
+	} else {
+		r, created, err = a.Service.Create(ctx, n)
+	}
 	var tooMany *approvals.TooManyOpenError
 	if errors.As(err, &tooMany) {
 		a.metrics().Command("too_many_open")
@@ -234,6 +252,15 @@ func (a *App) blockAction(ctx context.Context, log *slog.Logger, cb slack.Intera
 		action = approvals.ActionDeny
 	case ActionCancel:
 		action = approvals.ActionCancel
+	case ActionRevoke, ActionReview, ActionExtend:
+		id, err := strconv.ParseUint(act.Value, 10, 64)
+		if err != nil || id == 0 || cb.User.ID == "" || (cb.Channel.ID == "" && act.ActionID != ActionExtend) {
+			log.WarnContext(ctx, "Ignoring a click without a request id, user or channel", "value", act.Value)
+			a.metrics().Decision(act.ActionID, "refused_malformed")
+			return
+		}
+		a.grantAction(ctx, log.With("request_id", id), cb, act.ActionID, id)
+		return
 	default:
 		log.WarnContext(ctx, "Ignoring an unknown action", "action_id", act.ActionID)
 		a.metrics().Decision("unknown", "refused_unknown_action")
@@ -270,6 +297,65 @@ func (a *App) blockAction(ctx context.Context, log *slog.Logger, cb slack.Intera
 	}
 	a.metrics().Decision(string(action), "recorded")
 	log.InfoContext(ctx, "Decision recorded", "action", string(action), "state", string(r.State), "approvals", len(r.Approvals), "required", r.Required)
+}
+
+func isTooMany(err error) bool {
+	var tm *approvals.TooManyOpenError
+	return errors.As(err, &tm)
+}
+
+// revokedReply is the private answer to a revoke that was recorded.
+func revokedReply(r approvals.Request) string {
+	if r.State == approvals.StateRevoked {
+		return fmt.Sprintf("Grant #%d has ended. %s", r.ID, endedText(r))
+	}
+	return fmt.Sprintf("Grant #%d is ending: rolegate is removing the role now and will say so in the thread.", r.ID)
+}
+
+// revokeRefusal maps an error of Revoke, Extend or Review to what the
+// person who asked reads.
+func (a *App) revokeRefusal(ctx context.Context, log *slog.Logger, id uint64, err error) string {
+	var np *approvals.NotPendingError
+	switch {
+	case errors.As(err, &np):
+		r := np.Request
+		if r.State == approvals.StateApplied && r.Ending {
+			return fmt.Sprintf("Grant #%d is already ending: rolegate is removing the role (a failing removal is retried every hour; see the thread). Nothing was changed.", r.ID)
+		}
+		return fmt.Sprintf("Request #%d is not an active grant. %s Nothing was changed.", r.ID, status(r))
+	case errors.Is(err, approvals.ErrCannotRevoke):
+		return fmt.Sprintf("Only the person who asked for grant #%d or an approver of its rule can revoke or extend it. Nothing was changed.", id)
+	case errors.Is(err, approvals.ErrNotApprover):
+		return fmt.Sprintf("Only an approver of request #%d's rule can review it. Nothing was changed.", id)
+	case errors.Is(err, approvals.ErrNotFound), errors.Is(err, approvals.ErrWrongChannel):
+		return fmt.Sprintf("There is no request #%d in this channel. Nothing was changed.", id)
+	}
+	log.ErrorContext(ctx, "Recording a revoke, extension or review failed", "request_id", id, "err", err)
+	return fmt.Sprintf("rolegate could not record that for request #%d, so nothing was changed. Please try again in a moment.", id)
+}
+
+// grantAction handles the buttons of applied grants: Revoke now, Mark
+// reviewed, and Extend (which asks for a duration and a reason first).
+func (a *App) grantAction(ctx context.Context, log *slog.Logger, cb slack.InteractionCallback, actionID string, id uint64) {
+	var err error
+	var r approvals.Request
+	switch actionID {
+	case ActionRevoke:
+		r, err = a.Service.Revoke(ctx, id, cb.User.ID, cb.Channel.ID)
+	case ActionReview:
+		r, err = a.Service.Review(ctx, id, cb.User.ID, cb.Channel.ID)
+	case ActionExtend:
+		a.notice(cb, fmt.Sprintf("To extend grant #%d, type `/assign-role extend %d <duration> <reason…>` (for example `/assign-role extend %d 1h still rotating keys`). An approver decides.", id, id, id))
+		a.metrics().Decision("extend", "explained")
+		return
+	}
+	if err != nil {
+		a.metrics().Decision(actionID, outcome(err))
+		a.notice(cb, a.revokeRefusal(ctx, log, id, err))
+		return
+	}
+	a.metrics().Decision(actionID, "recorded")
+	log.InfoContext(ctx, "Grant action recorded", "action", actionID, "state", string(r.State))
 }
 
 // requestList renders ids as "#3, #7".

@@ -29,6 +29,9 @@ type Notifier struct {
 	// event ("sha256:…"); PostResult shows its short form, so the
 	// channel's history holds checkpoints of the audit chain.
 	AuditHead func(ctx context.Context, requestID uint64) (string, error)
+	// Directory resolves user-group approvers to their members for the
+	// break-glass DMs; nil: user groups are skipped.
+	Directory approvals.Directory
 }
 
 // DryRunBanner opens every message of a bot in dry run.
@@ -146,6 +149,9 @@ func RequesterText(r approvals.Request) string {
 			"Nothing was requested. Invite me to the channel (`/invite @rolegate`) or ask from a channel I am in, then ask again.",
 			r.ID, askText(r), Escape(r.ChannelID), Escape(r.Note))
 	case approvals.StatePending, approvals.StateApproved, approvals.StateApplied:
+		if r.BreakGlass {
+			return fmt.Sprintf(":rotating_light: Break-glass request #%d passed its checks: %s, %s, applied now without approval. The approvers are told.", r.ID, previewText(r), durationText(r))
+		}
 		return fmt.Sprintf(":hourglass_flowing_sand: Request #%d is waiting for approval: %s. Approvers decide in <#%s>.", r.ID, previewText(r), Escape(r.ChannelID))
 	}
 	return fmt.Sprintf("Request #%d: %s", r.ID, status(r))

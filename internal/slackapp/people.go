@@ -87,7 +87,12 @@ func DMText(r approvals.Request, state approvals.State, link string) string {
 	case approvals.StateApproved:
 		return fmt.Sprintf(":white_check_mark: Your request #%d was approved by %s: %s. rolegate is assigning the role now.", r.ID, user(r.Decider), what)
 	case approvals.StateApplied:
-		return fmt.Sprintf(":white_check_mark: Your request #%d is applied. %s", r.ID, appliedSummary(r))
+		if r.Extends != 0 {
+			return fmt.Sprintf(":white_check_mark: Your extension #%d is approved: %s.", r.ID, extensionNote(r))
+		}
+		return fmt.Sprintf(":white_check_mark: Your request #%d is applied, %s. %s", r.ID, durationText(r), appliedSummary(r))
+	case approvals.StateRevoked:
+		return fmt.Sprintf("Your grant #%d has ended: %s. %s", r.ID, what, endedText(r))
 	case approvals.StateDenied:
 		s := fmt.Sprintf(":no_entry: Your request #%d was denied by %s %s: %s.", r.ID, user(r.Decider), date(r.DecidedAt), what)
 		if r.DenyReason != "" {
@@ -95,6 +100,9 @@ func DMText(r approvals.Request, state approvals.State, link string) string {
 		}
 		return s
 	case approvals.StateFailed:
+		if r.Extends != 0 {
+			return fmt.Sprintf(":x: Your extension #%d was approved but refused: %s", r.ID, Escape(r.Note))
+		}
 		s := fmt.Sprintf(":x: Your request #%d was approved, but OpenAI did not assign the role: %s.", r.ID, what)
 		if f := r.Failure; f != nil {
 			s += "\n*Error*\n" + quote(Escape(orNone(f.Message)))

@@ -109,7 +109,37 @@ func votes(r approvals.Request) string {
 // Summary is the one-line text of a request, used as the message's
 // notification text and in private answers.
 func Summary(r approvals.Request) string {
-	return truncate(fmt.Sprintf("Request #%d: %s asks for %s", r.ID, user(r.Requester), previewText(r)), 3000)
+	if r.BreakGlass {
+		return truncate(fmt.Sprintf("<!here> :rotating_light: Break-glass request #%d: %s took %s (%s)", r.ID, user(r.Requester), previewText(r), durationText(r)), 3000)
+	}
+	return truncate(fmt.Sprintf("Request #%d: %s asks for %s (%s)", r.ID, user(r.Requester), previewText(r), durationText(r)), 3000)
+}
+
+// endingText says when an applied grant ends, or that it is ending.
+func endingText(r approvals.Request) string {
+	switch {
+	case r.Ending && r.RevokeFailure != nil:
+		return " :rotating_light: *Revocation failing*, retried every hour: see the thread."
+	case r.Ending:
+		return " *Ending*: rolegate is removing the role…"
+	case !r.EndsAt.IsZero():
+		return " Ends " + date(r.EndsAt) + "."
+	}
+	return " Permanent."
+}
+
+func reviewText(r approvals.Request) string {
+	if r.ReviewedBy != "" {
+		return fmt.Sprintf(" Reviewed by %s %s.", user(r.ReviewedBy), date(r.ReviewedAt))
+	}
+	return " *Not reviewed yet.*"
+}
+
+func extensionNote(r approvals.Request) string {
+	if !r.EndsAt.IsZero() {
+		return fmt.Sprintf("grant #%d now ends %s", r.Extends, date(r.EndsAt))
+	}
+	return Escape(r.Note)
 }
 
 // status says where the request stands, who decided and when.
@@ -120,14 +150,29 @@ func status(r approvals.Request) string {
 	case approvals.StateApproved:
 		return fmt.Sprintf(":white_check_mark: *Approved* by %s %s (%s). Assigning the role…", user(r.Decider), date(r.DecidedAt), votes(r))
 	case approvals.StateApplied:
+		if r.Extends != 0 {
+			return fmt.Sprintf(":white_check_mark: *Extension approved* by %s %s (%s): %s.", user(r.Decider), date(r.DecidedAt), votes(r), extensionNote(r))
+		}
+		if r.BreakGlass {
+			return fmt.Sprintf(":rotating_light: *Applied break-glass* by %s %s, without approval.%s%s", user(r.Requester), date(r.FinishedAt), reviewText(r), endingText(r))
+		}
 		s := fmt.Sprintf(":white_check_mark: *Approved* by %s %s (%s). *Role assigned* %s.", user(r.Decider), date(r.DecidedAt), votes(r), date(r.FinishedAt))
 		if r.Assignment != nil && r.Assignment.AlreadyAssigned {
 			// Found by a check, which also happens after rolegate's own POST
 			// whose answer was lost (a timeout, a crash): say only what is known.
 			s = fmt.Sprintf(":white_check_mark: *Approved* by %s %s (%s). *Role in place* %s: it was already assigned when rolegate checked, so it was not assigned again.", user(r.Decider), date(r.DecidedAt), votes(r), date(r.FinishedAt))
 		}
-		return s
+		return s + endingText(r)
+	case approvals.StateRevoked:
+		s := fmt.Sprintf(":white_check_mark: *Approved* by %s %s (%s). *Role assigned* %s.\n", user(r.Decider), date(r.DecidedAt), votes(r), date(r.FinishedAt))
+		if r.BreakGlass {
+			s = fmt.Sprintf(":rotating_light: *Applied break-glass* by %s, without approval.%s\n", user(r.Requester), reviewText(r))
+		}
+		return s + endedText(r)
 	case approvals.StateFailed:
+		if r.Extends != 0 {
+			return fmt.Sprintf(":x: *Extension approved* by %s %s, but *refused*: %s", user(r.Decider), date(r.DecidedAt), Escape(r.Note))
+		}
 		return fmt.Sprintf(":x: *Approved* by %s %s (%s), but *the assignment failed* %s. See the thread.", user(r.Decider), date(r.DecidedAt), votes(r), date(r.FinishedAt))
 	case approvals.StateDenied:
 		s := fmt.Sprintf(":no_entry: *Denied* by %s %s.", user(r.Decider), date(r.DecidedAt))
@@ -157,7 +202,10 @@ func ApprovalBlocks(r approvals.Request) []slack.Block {
 	facts := []string{
 		"*Requester*\n" + user(r.Requester),
 		"*Approvals*\n" + votes(r),
-		"*Duration*\npermanent",
+		"*Duration*\n" + durationText(r),
+	}
+	if r.Extends != 0 {
+		facts[2] = fmt.Sprintf("*Extends*\ngrant #%d, by %s", r.Extends, approvals.FormatDuration(r.Duration))
 	}
 	if r.Rule != "" {
 		facts = append(facts, "*Rule*\n"+Escape(r.Rule))
@@ -165,8 +213,12 @@ func ApprovalBlocks(r approvals.Request) []slack.Block {
 	if r.State == approvals.StatePending {
 		facts = append(facts, "*Expires*\n"+date(r.ExpiresAt))
 	}
+	title := fmt.Sprintf("Role assignment request #%d", r.ID)
+	if r.Extends != 0 {
+		title = fmt.Sprintf("Extension request #%d for grant #%d", r.ID, r.Extends)
+	}
 	blocks := []slack.Block{
-		slack.NewHeaderBlock(plain(fmt.Sprintf("Role assignment request #%d", r.ID))),
+		slack.NewHeaderBlock(plain(title)),
 		fields(targetFacts(r)...),
 		fields(facts...),
 		section("*Reason*\n" + quote(Escape(r.Reason))),
@@ -184,6 +236,11 @@ func ApprovalBlocks(r approvals.Request) []slack.Block {
 		deny := slack.NewButtonBlockElement(ActionDeny, id, plain("Deny")).WithStyle(slack.StyleDanger)
 		cancel := slack.NewButtonBlockElement(ActionCancel, id, plain("Cancel request"))
 		actions = slack.NewActionBlock(decisionBlock, approve, deny, cancel)
+	} else if b := grantButtons(r); b != nil {
+		actions = b
+	}
+	if r.BreakGlass {
+		blocks = append([]slack.Block{section("<!here> :rotating_light: Break-glass: " + user(r.Requester) + " applied this without approval. An approver should review it.")}, blocks...)
 	}
 	if p := r.Preview; p != nil {
 		// The role's description and permissions go between the facts and
@@ -194,7 +251,11 @@ func ApprovalBlocks(r approvals.Request) []slack.Block {
 		}
 		role := []slack.Block{section("*Role description*\n" + Escape(orNone(p.Role.Description)))}
 		role = append(role, permissionBlocks(p.Role.Permissions, room)...)
-		blocks = append(blocks[:2], append(role, blocks[2:]...)...)
+		at := 2
+		if r.BreakGlass {
+			at = 3
+		}
+		blocks = append(blocks[:at], append(role, blocks[at:]...)...)
 	}
 	if actions != nil {
 		blocks = append(blocks, actions)
@@ -286,6 +347,10 @@ func yesNo(b bool) string {
 // role summary the API returned, or the API's error.
 func ResultBlocks(r approvals.Request) []slack.Block {
 	switch {
+	case r.Extends != 0 && r.State == approvals.StateApplied:
+		return []slack.Block{section(fmt.Sprintf(":white_check_mark: *Extension #%d applied:* %s.", r.ID, extensionNote(r)))}
+	case r.Extends != 0 && r.State == approvals.StateFailed:
+		return []slack.Block{section(fmt.Sprintf(":x: *Extension #%d refused:* %s", r.ID, Escape(r.Note)))}
 	case r.State == approvals.StateApplied && r.Assignment != nil:
 		a := r.Assignment
 		groupName, roleName := "*"+Escape(a.Group.Name)+"*", "*"+Escape(a.Role.Name)+"*"
@@ -295,16 +360,19 @@ func ResultBlocks(r approvals.Request) []slack.Block {
 		if a.Role.Name == "" {
 			roleName = code(a.Role.ID)
 		}
-		head := fmt.Sprintf(":white_check_mark: *Request #%d applied.* Group %s now has role %s in project %s.",
-			r.ID, groupName, roleName, code(r.ProjectID))
+		head := fmt.Sprintf(":white_check_mark: *Request #%d applied.* Group %s now has role %s in project %s, %s.",
+			r.ID, groupName, roleName, code(r.ProjectID), durationText(r))
 		if a.DryRun {
-			head = fmt.Sprintf(":test_tube: *Request #%d approved (dry run).* rolegate would have given group %s role %s in project %s; nothing was changed at OpenAI.",
-				r.ID, groupName, roleName, code(r.ProjectID))
+			head = fmt.Sprintf(":test_tube: *Request #%d approved (dry run).* rolegate would have given group %s role %s in project %s, %s; nothing was changed at OpenAI.",
+				r.ID, groupName, roleName, code(r.ProjectID), durationText(r))
 		}
 		if a.AlreadyAssigned {
 			head = fmt.Sprintf(":white_check_mark: *Request #%d applied: role in place.* Group %s has role %s in project %s. "+
 				"It was already assigned when rolegate checked (by an earlier attempt whose answer was lost, or by someone else), so it was not assigned again.",
 				r.ID, groupName, roleName, code(r.ProjectID))
+			if r.HeldBefore {
+				head += " The group held it before this request, so its end will not remove it."
+			}
 		}
 		desc := a.Role.Description
 		if desc == "" {
@@ -392,6 +460,9 @@ func permissionBlocks(perms []string, room int) []slack.Block {
 
 // ResultText is the notification text of the result message.
 func ResultText(r approvals.Request) string {
+	if r.State == approvals.StateApplied && r.Extends != 0 {
+		return fmt.Sprintf("Request #%d applied: %s", r.ID, extensionNote(r))
+	}
 	if r.State == approvals.StateApplied {
 		return fmt.Sprintf("Request #%d applied: group %s has role %s in project %s", r.ID, code(r.GroupID), code(r.RoleID), code(r.ProjectID))
 	}
