@@ -52,7 +52,7 @@ func newGrantsBot(t *testing.T) *bot {
 		t.Fatal(err)
 	}
 	b := newBot(t, map[string]string{"ROLEGATE_POLICY": path, "ROLEGATE_APPROVERS": ""})
-	b.slack.AddUserGroup(platform, approverCy)
+	b.slack.AddUserGroup(platform, approverAna, approverCy)
 	for _, g := range []string{"group_oncall", "group_timed", "group_r2", "group_r3"} {
 		b.openai.AddGroup(g, "Team "+g, false)
 	}
@@ -312,6 +312,19 @@ func TestBreakGlass(t *testing.T) {
 	}
 	for _, u := range []string{approverAna, approverBob, approverCy} {
 		b.waitDM(u, ":rotating_light: Break-glass: <@"+requester+">", "Mark reviewed")
+	}
+	// Ana is an approver by name and through the platform group: told once.
+	b.waitSettled(id)
+	for _, u := range []string{approverAna, approverBob, approverCy} {
+		n := 0
+		for _, text := range b.dms(u) {
+			if strings.Contains(text, "Break-glass: <@"+requester+">") {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%s got %d break-glass DMs, want 1", u, n)
+		}
 	}
 	if dms := b.dms(stranger); len(dms) != 0 {
 		t.Errorf("a stranger was told: %v", dms)
