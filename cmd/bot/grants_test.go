@@ -366,6 +366,16 @@ func TestExtension(t *testing.T) {
 	if n := b.storedCount(); n != before+1 {
 		t.Fatalf("refused extensions created %d requests", n-before-1)
 	}
+	// The warning DM's Extend button explains the command, privately, in
+	// the DM it was clicked in.
+	b.waitDM(requester, fmt.Sprintf("request #%d is applied", g.ID))
+	dm := b.slack.Messages(requester)[0]
+	cb := slackfake.ClickPayload(slackfake.Click{User: requester, Channel: dm.Channel, ActionID: slackapp.ActionExtend, BlockID: "rolegate_grant",
+		Value: strconv.FormatUint(g.ID, 10), MessageTS: dm.TS, ResponseURL: b.slack.NewResponseURLFor(dm.Channel, requester, dm.TS)})
+	if resp, err := b.driver().Interaction(context.Background(), cb); err != nil || resp.Status != http.StatusOK {
+		t.Fatalf("Extend click answered %d, %v", resp.Status, err)
+	}
+	b.waitNotice(requester, fmt.Sprintf("/assign-role extend %d <duration> <reason…>", g.ID))
 	x := b.request(requester, fmt.Sprintf("extend %d 1h still rotating INC-9", g.ID))
 	msg := b.messageWith(fmt.Sprintf("Extension request #%d for grant #%d", x, g.ID))
 	if !hasAction(msg, slackapp.ActionApprove) {
