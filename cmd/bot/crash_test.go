@@ -170,6 +170,55 @@ func TestCrashRecovery(t *testing.T) {
 		c.wantMessagesOnce(id)
 	})
 
+	t.Run("DELETE made, revocation not stored", func(t *testing.T) {
+		t.Parallel()
+		c := newCrashRig(t, bin, nil)
+		c.start("")
+		id := c.request(requester, defaultTarget+" for 2s crash after the DELETE")
+		c.approvalPosted(id)
+		// At the grant's end OpenAI removes the role; the bot dies before
+		// reading the answer.
+		var once sync.Once
+		c.openai.OnServed(func(rec openaitest.Recorded) {
+			if rec.Op == openaitest.OpUnassign && rec.Status == http.StatusOK {
+				once.Do(c.kill)
+			}
+		})
+		c.sendClick(approverAna, slackapp.ActionApprove, id)
+		c.waitExit()
+		c.openai.OnServed(nil)
+		if got := c.openai.Assignments(openaitest.DefaultProjectID, openaitest.DefaultGroupID); len(got) != 0 || c.openai.RevokeDELETEs() != 1 {
+			t.Fatalf("assignments %v after %d DELETEs before the kill, want the DELETE to have taken effect", got, c.openai.RevokeDELETEs())
+		}
+		c.checkDB(func(s *approvals.BoltStore) {
+			if r, _ := s.Get(context.Background(), id); r.State != approvals.StateApplied || !r.Ending {
+				t.Fatalf("after the kill: %s, ending %v; want applied and ending (revocation not stored)", r.State, r.Ending)
+			}
+		})
+		lists := c.openai.Calls(openaitest.OpListGroupRoles)
+		c.start("")
+		r := c.finish(map[uint64]approvals.State{id: approvals.StateRevoked})[id]
+		if n := c.openai.RevokeDELETEs(); n != 1 {
+			t.Errorf("%d DELETEs in all, want 1: the restart DELETEd again", n)
+		}
+		if c.openai.Calls(openaitest.OpListGroupRoles) == lists {
+			t.Error("the restart did not list the group's roles before deciding")
+		}
+		if r.Revocation == nil || !r.Revocation.Absent || r.EndedBy != approvals.SystemActor {
+			t.Errorf("revoked by %q with %+v; want the end found the role gone", r.EndedBy, r.Revocation)
+		}
+		c.wantMessagesOnce(id)
+		ended := 0
+		for _, m := range c.slack.Messages(testChannel) {
+			if strings.Contains(m.Text, fmt.Sprintf("Request #%d: :lock: *Grant ended*", id)) {
+				ended++
+			}
+		}
+		if ended != 1 {
+			t.Errorf("the thread says %d times that the grant ended, want once", ended)
+		}
+	})
+
 	t.Run("random kills during a burst", func(t *testing.T) {
 		if testing.Short() {
 			t.Skip("the randomized crash soak does not run with -short")
@@ -609,6 +658,10 @@ func (c *crashRig) finish(want map[uint64]approvals.State) map[uint64]approvals.
 			if effective != 1 || !held || r.Assignment == nil {
 				c.t.Errorf("request #%d: %d effective POSTs, role held %v; want exactly one assignment", id, effective, held)
 			}
+		case approvals.StateRevoked:
+			if effective != 1 || held || r.Assignment == nil {
+				c.t.Errorf("request #%d (revoked): %d effective POSTs, role held %v; want one assignment, since removed", id, effective, held)
+			}
 		default:
 			if effective != 0 || held {
 				c.t.Errorf("request #%d is %s but OpenAI saw %d effective POSTs", id, st, effective)
@@ -640,24 +693,37 @@ func (c *crashRig) wantMessagesShowState(rs map[uint64]approvals.Request) {
 			continue
 		}
 		text := m.VisibleText()
-		wantText := map[approvals.State]string{approvals.StateApplied: "*Role ", approvals.StateDenied: "*Denied*"}[r.State]
+		wantText := map[approvals.State]string{approvals.StateApplied: "*Role ", approvals.StateDenied: "*Denied*", approvals.StateRevoked: "*Grant ended*"}[r.State]
 		if hasButtons(m) || !strings.Contains(text, wantText) {
 			c.t.Errorf("request #%d (%s): approval message does not show it:\n%s", id, r.State, text)
 		}
-		if r.State != approvals.StateApplied {
+		if r.State != approvals.StateApplied && r.State != approvals.StateRevoked {
 			continue
 		}
-		var result *slackfake.Message
+		// The last word in the thread comes after the message's last
+		// update: the summary of an applied grant, the end of a revoked one
+		// (whose summary must be there too).
+		var result, ended *slackfake.Message
 		for _, reply := range c.slack.Messages(testChannel) {
-			if reply.ThreadTS == r.MessageTS {
+			switch {
+			case reply.ThreadTS != r.MessageTS:
+			case strings.HasPrefix(reply.Text, fmt.Sprintf("Request #%d ", id)):
 				result = &reply
+			case strings.HasPrefix(reply.Text, fmt.Sprintf("Request #%d: :lock:", id)):
+				ended = &reply
 			}
+		}
+		last := result
+		if r.State == approvals.StateRevoked {
+			last = ended
 		}
 		switch {
 		case result == nil:
 			c.t.Errorf("request #%d: no result posted", id)
-		case result.History[0].At.Before(m.History[len(m.History)-1].At):
-			c.t.Errorf("request #%d: result posted before the approval message showed the outcome", id)
+		case last == nil:
+			c.t.Errorf("request #%d: the thread does not say the grant ended", id)
+		case last.History[0].At.Before(m.History[len(m.History)-1].At):
+			c.t.Errorf("request #%d: the thread's last word posted before the approval message showed the outcome", id)
 		}
 	}
 }
@@ -687,7 +753,7 @@ func (c *crashRig) messageCounts(rs map[uint64]approvals.Request) (approval, res
 				result++
 			}
 		}
-		if r.State == approvals.StateApplied || r.State == approvals.StateFailed || r.State == approvals.StateDenied {
+		if r.State == approvals.StateApplied || r.State == approvals.StateRevoked || r.State == approvals.StateFailed || r.State == approvals.StateDenied {
 			result-- // the one expected: the summary, the error, or who denied and why
 		}
 	}

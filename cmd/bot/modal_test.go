@@ -8,9 +8,11 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/slack-go/slack"
 
+	"github.com/rolegate/rolegate/internal/approvals"
 	"github.com/rolegate/rolegate/internal/openai/openaitest"
 	"github.com/rolegate/rolegate/internal/slackapp"
 	"github.com/rolegate/rolegate/internal/slackapp/slackfake"
@@ -107,8 +109,11 @@ func modalState(values map[string]string) map[string]map[string]slack.BlockActio
 	out := map[string]map[string]slack.BlockAction{}
 	for id, v := range values {
 		a := slack.BlockAction{ActionID: id, BlockID: id, Type: "external_select", SelectedOption: slack.OptionBlockObject{Value: v}}
-		if id == slackapp.ModalReason {
+		switch id {
+		case slackapp.ModalReason:
 			a = slack.BlockAction{ActionID: id, BlockID: id, Type: "plain_text_input", Value: v}
+		case slackapp.ModalDuration:
+			a.Type = "static_select"
 		}
 		out[id] = map[string]slack.BlockAction{id: a}
 	}
@@ -260,5 +265,53 @@ func TestForgedModalInteractionsChangeNothing(t *testing.T) {
 	}
 	if n := len(b.slack.Messages(testChannel)) + len(b.slack.Ephemerals()); n != 0 {
 		t.Fatalf("forged submissions posted %d messages", n)
+	}
+}
+
+// TestModalDurationUnderTheRule: the duration chosen in the modal is
+// granted, the rule's default applies when none is chosen, and one above
+// the rule's maximum is refused privately naming it (by DM: a modal has no
+// response_url).
+func TestModalDurationUnderTheRule(t *testing.T) {
+	t.Parallel()
+	b := newGrantsBot(t)
+	o := over{b: b}
+	ask := func(group, duration string) uint64 {
+		t.Helper()
+		before := b.storedCount()
+		v := o.openModal(requester)
+		values := map[string]string{slackapp.ModalProject: "proj_abc", slackapp.ModalGroup: group, slackapp.ModalRole: "role_01",
+			slackapp.ModalReason: "from the form", slackapp.ModalDuration: duration}
+		if body := o.submit(requester, v, values); !empty(body) {
+			t.Fatalf("submitting %s answered %s", duration, body)
+		}
+		if n := b.storedCount(); n != before+1 {
+			t.Fatalf("%d requests after the submission, want %d", n, before+1)
+		}
+		return uint64(before + 1)
+	}
+
+	tooLong := ask("group_timed", "1d")
+	b.waitState(tooLong, approvals.StateRejected)
+	b.waitDM(requester, fmt.Sprintf("Request #%d", tooLong), "1d is longer than rule timed allows: at most 8h")
+
+	chosen := ask("group_timed", "4h")
+	b.click(approverAna, slackapp.ActionApprove, chosen)
+	r := b.waitState(chosen, approvals.StateApplied)
+	if r.Duration != 4*time.Hour || !r.EndsAt.Equal(r.FinishedAt.Add(4*time.Hour)) {
+		t.Errorf("chose 4h, granted %s ending %v (applied %v)", r.Duration, r.EndsAt, r.FinishedAt)
+	}
+	b.say(requester, fmt.Sprintf("revoke %d", chosen))
+	b.waitState(chosen, approvals.StateRevoked)
+
+	byDefault := ask("group_timed", slackapp.ModalDefaultDuration)
+	b.click(approverAna, slackapp.ActionApprove, byDefault)
+	if r := b.waitState(byDefault, approvals.StateApplied); r.Duration != 3*time.Hour {
+		t.Errorf("left to the rule, granted %s; want its default 3h", r.Duration)
+	}
+	permanent := ask("group_r2", slackapp.ModalDefaultDuration)
+	b.click(approverAna, slackapp.ActionApprove, permanent)
+	if r := b.waitState(permanent, approvals.StateApplied); r.Duration != 0 || !r.EndsAt.IsZero() {
+		t.Errorf("left to a rule without a default, granted %s ending %v; want permanent", r.Duration, r.EndsAt)
 	}
 }

@@ -3,6 +3,7 @@ package slackapp
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/slack-go/slack"
@@ -134,28 +135,38 @@ func WarnText(r approvals.Request) string {
 }
 
 // NotifyApprovers tells every approver of r's rule (user ids directly,
-// user groups through their members) that r was applied break-glass.
+// user groups through their members) that r was applied break-glass: each
+// person once, however many of the rule's entries name them, and never
+// the requester. Every group is resolved before the first DM, so a failed
+// look-up (retried) sends nothing twice; a DM that fails part-way is
+// retried with the others (at least once, like every message).
 func (n *Notifier) NotifyApprovers(ctx context.Context, r approvals.Request) error {
-	text := BreakGlassDMText(r)
-	for _, id := range r.Approvers {
-		users := []string{id}
-		if len(id) > 0 && id[0] == 'S' {
-			if n.Directory == nil {
-				continue
-			}
-			members, err := n.Directory.GroupMembers(ctx, id)
-			if err != nil {
-				return &approvals.DeliveryError{Code: "usergroups.users.list", Temporary: true, Err: err}
-			}
-			users = members
+	var users []string
+	add := func(u string) {
+		if u != r.Requester && !slices.Contains(users, u) {
+			users = append(users, u)
 		}
-		for _, u := range users {
-			if u == r.Requester {
-				continue
-			}
-			if _, _, err := n.Client.PostMessageContext(ctx, u, slack.MsgOptionText(n.text(text), false)); err != nil {
-				return n.classify("chat.postMessage", err)
-			}
+	}
+	for _, id := range r.Approvers {
+		if len(id) == 0 || id[0] != 'S' {
+			add(id)
+			continue
+		}
+		if n.Directory == nil {
+			continue
+		}
+		members, err := n.Directory.GroupMembers(ctx, id)
+		if err != nil {
+			return &approvals.DeliveryError{Code: "usergroups.users.list", Temporary: true, Err: err}
+		}
+		for _, u := range members {
+			add(u)
+		}
+	}
+	text := BreakGlassDMText(r)
+	for _, u := range users {
+		if _, _, err := n.Client.PostMessageContext(ctx, u, slack.MsgOptionText(n.text(text), false)); err != nil {
+			return n.classify("chat.postMessage", err)
 		}
 	}
 	return nil

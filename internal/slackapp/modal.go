@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,7 +33,19 @@ const (
 	ModalGroup   = "rolegate_group"
 	ModalRole    = "rolegate_role"
 	ModalReason  = "rolegate_reason"
+	// ModalDuration is the duration select: ModalDefaultDuration (the
+	// rule's default_duration, or permanent where it has none) or one of
+	// modalDurations.
+	ModalDuration        = "rolegate_duration"
+	ModalDefaultDuration = "default"
 )
+
+// modalDurations are the durations the request modal offers besides the
+// rule's default. The rule that decides is matched only by the checks,
+// after the submission, so the menu cannot list what it allows: it offers
+// the common ones and the checks refuse one above the rule's max_duration
+// with the usual private answer naming the maximum.
+var modalDurations = []string{"1h", "4h", "8h", "1d", "7d"}
 
 // Slack's limits on what the modal sends and answers (PLATFORM-NOTES).
 const (
@@ -160,12 +173,8 @@ func (a *App) origin(cb slack.InteractionCallback) (modalOrigin, error) {
 // RequestModal is the request form `/assign-role` alone opens, for a
 // command typed by user in channel. Project, group and role are
 // external_select menus answered by suggest; the reason is required.
-//
-// There is no duration menu yet: this version of rolegate grants roles
-// without an end and refuses a duration (see Command), and the durations a
-// rule allows are known only once the checks matched a rule. When
-// time-bound grants arrive, add a static_select of "Permanent" and the
-// common durations here and let the checks refuse what the rule forbids.
+// The duration is a static_select of the rule's default and
+// modalDurations (see there why not the rule's own list).
 func (a *App) RequestModal(channel, user, team string, now time.Time) slack.ModalViewRequest {
 	zero := 0
 	menu := func(id, label, placeholder, hint string) slack.Block {
@@ -177,6 +186,13 @@ func (a *App) RequestModal(channel, user, team string, now time.Time) slack.Moda
 		}
 		return slack.NewInputBlock(id, plain(label), h, sel)
 	}
+	defaultOpt := slack.NewOptionBlockObject(ModalDefaultDuration, plain("Permanent (or the rule's default)"), nil)
+	opts := []*slack.OptionBlockObject{defaultOpt}
+	for _, d := range modalDurations {
+		opts = append(opts, slack.NewOptionBlockObject(d, plain(d), nil))
+	}
+	duration := slack.NewOptionsSelectBlockElement(slack.OptTypeStatic, plain("How long"), ModalDuration, opts...)
+	duration.InitialOption = defaultOpt
 	reason := slack.NewPlainTextInputBlockElement(plain("Why does the group need this role? e.g. rotating keys for INC-42"), ModalReason).
 		WithMultiline(true).WithMaxLength(approvals.MaxReasonLen)
 	return slack.ModalViewRequest{
@@ -187,10 +203,11 @@ func (a *App) RequestModal(channel, user, team string, now time.Time) slack.Moda
 		CallbackID:      RequestModalID,
 		PrivateMetadata: signMetadata(a.modalKey(), modalOrigin{Channel: channel, User: user, Team: team, At: now}),
 		Blocks: slack.Blocks{BlockSet: []slack.Block{
-			section("Approvers of the matching rule decide in <#" + Escape(channel) + ">. The role is granted without an end, until someone removes it."),
+			section("Approvers of the matching rule decide in <#" + Escape(channel) + ">. The rule also decides how long the role is granted: it may set a default and a maximum."),
 			menu(ModalProject, "Project", "Type a project name or id", ""),
 			menu(ModalGroup, "Group", "Type a group name or id", ""),
 			menu(ModalRole, "Role", "Type a role name or id", "The roles of the project chosen above."),
+			slack.NewInputBlock(ModalDuration, plain("Duration"), plain("The role is removed at the end. A rule with a maximum refuses anything longer."), duration),
 			slack.NewInputBlock(ModalReason, plain("Reason"), nil, reason),
 		}},
 	}
@@ -318,6 +335,10 @@ func (a *App) submitRequest(ctx context.Context, log *slog.Logger, cb slack.Inte
 		}
 		*f.dst = v
 	}
+	d, err := modalDuration(selected(cb.View.State, ModalDuration))
+	if err != nil {
+		errs[ModalDuration] = "Choose a duration from the list."
+	}
 	var reason string
 	if cb.View.State != nil {
 		reason = cb.View.State.Values[ModalReason][ModalReason].Value
@@ -335,6 +356,7 @@ func (a *App) submitRequest(ctx context.Context, log *slog.Logger, cb slack.Inte
 		Requester: o.User,
 		TeamID:    o.Team,
 		ChannelID: o.Channel,
+		Duration:  d,
 		// One modal makes at most one request, whether Slack delivers the
 		// submission twice or the person presses submit twice.
 		TriggerID: "view:" + cb.View.ID,
@@ -367,6 +389,19 @@ func (a *App) submitRequest(ctx context.Context, log *slog.Logger, cb slack.Inte
 	notice.Channel.ID, notice.ResponseURL = o.Channel, ""
 	a.notice(notice, Acknowledgement(r))
 	return nil
+}
+
+// modalDuration reads the duration select: 0 (the rule decides) for the
+// default or nothing chosen, else one of modalDurations; anything else is
+// not from rolegate's menu.
+func modalDuration(v string) (time.Duration, error) {
+	switch {
+	case v == "" || v == ModalDefaultDuration:
+		return 0, nil
+	case !slices.Contains(modalDurations, v):
+		return 0, fmt.Errorf("%w: %q is not one of the offered durations", approvals.ErrInvalid, v)
+	}
+	return approvals.ParseDuration(v)
 }
 
 func capitalize(s string) string {

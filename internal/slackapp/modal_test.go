@@ -89,9 +89,12 @@ func state(values map[string]string) map[string]map[string]slack.BlockAction {
 	out := map[string]map[string]slack.BlockAction{}
 	for id, v := range values {
 		a := slack.BlockAction{ActionID: id, BlockID: id}
-		if id == ModalReason {
+		switch id {
+		case ModalReason:
 			a.Type, a.Value = "plain_text_input", v
-		} else {
+		case ModalDuration:
+			a.Type, a.SelectedOption = "static_select", slack.OptionBlockObject{Value: v}
+		default:
 			a.Type, a.SelectedOption = "external_select", slack.OptionBlockObject{Value: v}
 		}
 		out[id] = map[string]slack.BlockAction{id: a}
@@ -168,6 +171,18 @@ func TestRequestModalOpensWithTheCommandsTrigger(t *testing.T) {
 		if b["type"] != "input" || el["type"] != "external_select" || el["action_id"] != id || el["min_query_length"] != float64(0) {
 			t.Errorf("block %s = %v", id, b)
 		}
+	}
+	dur, _ := v.Block(ModalDuration)["element"].(map[string]any)
+	var offered []string
+	if opts, ok := dur["options"].([]any); ok {
+		for _, o := range opts {
+			m, _ := o.(map[string]any)
+			offered = append(offered, fmt.Sprint(m["value"]))
+		}
+	}
+	initial, _ := dur["initial_option"].(map[string]any)
+	if dur["type"] != "static_select" || strings.Join(offered, ",") != "default,1h,4h,8h,1d,7d" || initial["value"] != ModalDefaultDuration {
+		t.Errorf("duration element = %v", dur)
 	}
 	reason, _ := v.Block(ModalReason)["element"].(map[string]any)
 	if reason["type"] != "plain_text_input" || reason["multiline"] != true || reason["max_length"] != float64(approvals.MaxReasonLen) {
@@ -259,6 +274,38 @@ func TestModalSubmissionCreatesTheRequest(t *testing.T) {
 	}
 }
 
+// TestModalDurationReachesTheRequest: the duration chosen in the modal is
+// the request's asked duration; the default (or no choice, from a client
+// that sends none) leaves it to the rule.
+func TestModalDurationReachesTheRequest(t *testing.T) {
+	for _, tt := range []struct {
+		chosen string
+		want   time.Duration
+	}{{"4h", 4 * time.Hour}, {"1d", 24 * time.Hour}, {"7d", 7 * 24 * time.Hour}, {ModalDefaultDuration, 0}, {"", 0}} {
+		t.Run("chosen "+tt.chosen, func(t *testing.T) {
+			r := newModalRig(t, 5)
+			v := r.open(t, "UREQ", slackfake.DefaultChannel, "1.2.dur")
+			values := map[string]string{ModalDuration: tt.chosen}
+			for k, x := range goodValues {
+				values[k] = x
+			}
+			if tt.chosen == "" {
+				delete(values, ModalDuration)
+			}
+			if resp := r.submit(t, "UREQ", v, values); resp != nil {
+				t.Fatalf("answered %+v", resp)
+			}
+			rs := r.requests(t)
+			if len(rs) != 1 {
+				t.Fatalf("%d requests stored", len(rs))
+			}
+			if rs[0].Duration != tt.want {
+				t.Errorf("the request asks for %v, want %v", rs[0].Duration, tt.want)
+			}
+		})
+	}
+}
+
 func TestModalSubmissionErrorsAreInline(t *testing.T) {
 	with := func(k, v string) map[string]string {
 		m := map[string]string{}
@@ -282,6 +329,8 @@ func TestModalSubmissionErrorsAreInline(t *testing.T) {
 		{"reason too long", with(ModalReason, strings.Repeat("é", approvals.MaxReasonLen+1)), ModalReason, "keep it to 1000"},
 		{"no project", with(ModalProject, "-"), ModalProject, "Choose a project"},
 		{"a role value that is no id", with(ModalRole, "../../admin"), ModalRole, "Choose a role"},
+		{"a duration the menu does not offer", with(ModalDuration, "366d"), ModalDuration, "Choose a duration"},
+		{"a duration that is no duration", with(ModalDuration, "forever"), ModalDuration, "Choose a duration"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
