@@ -212,6 +212,10 @@ func (w *Worker) defaults() {
 	w.done = make(chan struct{}, 1)
 }
 
+// wakeRescan bounds how often a busy worker reads the wakes index when
+// nothing it knows of is due.
+const wakeRescan = time.Second
+
 // deadlineMargin keeps the last attempt's start inside the deadline.
 const deadlineMargin = 10 * time.Millisecond
 
@@ -231,9 +235,26 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer timer.Stop()
 	var storeFailures int
 	var swept time.Time
+	var wakeAt, wakeRead time.Time // the next wake known, and when the index was read
 	for ctx.Err() == nil {
 		now := w.Now()
-		next, err := w.wake(ctx, now)
+		// The wakes index is read when a wake is due, and otherwise at most
+		// once every wakeRescan while commits keep waking the loop (one
+		// may have stored an earlier wake): a burst of finished jobs must
+		// not rescan it thousands of times.
+		var next time.Time
+		var err error
+		if !now.Before(wakeAt) || now.Sub(wakeRead) >= wakeRescan {
+			next, err = w.wake(ctx, now)
+			if err == nil {
+				wakeAt, wakeRead = next, now
+				if wakeAt.IsZero() {
+					wakeAt = now.Add(idleWake)
+				}
+			}
+		} else {
+			next = earliest(wakeAt, wakeRead.Add(wakeRescan))
+		}
 		if err == nil {
 			var nextJob time.Time
 			nextJob, err = w.dispatch(ctx, now)
