@@ -107,4 +107,3 @@ func (s *BoltStore) Dump() (Dump, error) {
 	})
 	return d, err
 }
-
