@@ -281,3 +281,5 @@ func toInt64(v uint64) int64 {
 	}
 	return int64(v)
 }
+
+var _ approvals.Rememberer = (*Store)(nil)
