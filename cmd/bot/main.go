@@ -6,6 +6,7 @@
 //	bot                  serve (HTTP mode, or Socket Mode when SLACK_APP_TOKEN is set)
 //	bot check            validate the configuration and reach Slack and OpenAI
 //	bot requests         list stored requests
+//	bot migrate-store    copy the bbolt file into PostgreSQL and verify it
 //	bot healthcheck      probe the running bot's /healthz
 //	bot help [command]   print usage, or one command's help
 //
@@ -90,6 +91,14 @@ func commandTable() []subcommand {
 			Help:    requestsHelp,
 			Run: func(ctx context.Context, args []string, getenv func(string) string, stdout, _ io.Writer) error {
 				return listRequests(ctx, args, getenv, stdout)
+			},
+		},
+		{
+			Name:    "migrate-store",
+			Summary: "copy the bbolt file into PostgreSQL (--to \"$ROLEGATE_DATABASE_URL\") and verify the copy",
+			Help:    migrateStoreHelp,
+			Run: func(ctx context.Context, args []string, getenv func(string) string, stdout, _ io.Writer) error {
+				return migrateStore(ctx, args, getenv, stdout)
 			},
 		},
 		{

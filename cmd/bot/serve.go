@@ -20,6 +20,7 @@ import (
 
 	"github.com/rolegate/rolegate/internal/approvals"
 	"github.com/rolegate/rolegate/internal/openai"
+	"github.com/rolegate/rolegate/internal/pgstore"
 	"github.com/rolegate/rolegate/internal/slackapp"
 )
 
@@ -29,7 +30,7 @@ const shutdownTimeout = 10 * time.Second
 // serve runs rolegate until ctx is cancelled.
 func serve(ctx context.Context, cfg *Config, stderr io.Writer) error {
 	log := newLogger(cfg, stderr)
-	store, err := approvals.Open(cfg.DB)
+	store, where, err := openStore(ctx, cfg, log)
 	if err != nil {
 		log.Error("Cannot open the database", "err", err)
 		return exitError{err.Error()}
@@ -142,7 +143,7 @@ func serve(ctx context.Context, cfg *Config, stderr io.Writer) error {
 		})
 	}
 	ready.Store(true)
-	log.Info("rolegate started", "mode", mode, "addr", ln.Addr().String(), "db", cfg.DB,
+	log.Info("rolegate started", "mode", mode, "addr", ln.Addr().String(), "db", where,
 		"approvers", len(cfg.approvers), "approvals_required", cfg.ApprovalsRequired, "request_ttl", cfg.RequestTTL.String())
 
 	<-ctx.Done()
@@ -161,6 +162,32 @@ func serve(ctx context.Context, cfg *Config, stderr io.Writer) error {
 	}
 	log.Info("rolegate stopped")
 	return nil
+}
+
+// servedStore is the store serve runs on: either engine.
+type servedStore interface {
+	approvals.Store
+	Close() error
+}
+
+// openStore opens PostgreSQL when ROLEGATE_DATABASE_URL is set (several
+// replicas may share it), else the bbolt file ROLEGATE_DB (one process).
+// where names it for the log, never with the URL (it holds a password).
+func openStore(ctx context.Context, cfg *Config, log *slog.Logger) (s servedStore, where string, err error) {
+	if cfg.DatabaseURL != "" {
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		pg, err := pgstore.Open(octx, cfg.DatabaseURL, pgstore.Options{Logger: log})
+		if err != nil {
+			return nil, "", err
+		}
+		return pg, "postgresql (ROLEGATE_DATABASE_URL)", nil
+	}
+	b, err := approvals.Open(cfg.DB)
+	if err != nil {
+		return nil, "", err
+	}
+	return b, cfg.DB, nil
 }
 
 func slackClient(cfg *Config) *slack.Client {

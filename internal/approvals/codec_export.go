@@ -47,9 +47,14 @@ type Dump struct {
 	// Jobs is the outbox, in the order the jobs were queued.
 	Jobs        []Job
 	Quarantined []Quarantined
-	// Events counts the audit events in the file, including any whose
-	// request is gone (quarantined).
+	// Orphaned are the audit events of requests no longer stored (moved
+	// aside), oldest first: the audit trail keeps them.
+	Orphaned []Event
+	// Events counts all audit events, Orphaned included.
 	Events int
+	// RequestSeq and JobSeq are the last ids handed out (a request moved
+	// aside keeps its id taken): a copy must continue after them.
+	RequestSeq, JobSeq uint64
 }
 
 // Dump reads the whole store in one read transaction, for copying it into
@@ -59,6 +64,7 @@ func (s *BoltStore) Dump() (Dump, error) {
 	var d Dump
 	err := s.db.View(func(tx *bolt.Tx) error {
 		events := map[uint64][]Event{}
+		d.RequestSeq, d.JobSeq = tx.Bucket(bucketRequests).Sequence(), tx.Bucket(bucketOutbox).Sequence()
 		err := tx.Bucket(bucketAudit).ForEach(func(k, v []byte) error {
 			e, err := unmarshalEvent(v)
 			if err != nil {
@@ -77,11 +83,16 @@ func (s *BoltStore) Dump() (Dump, error) {
 				return &CorruptError{Kind: "request", Key: btoi(k), Err: err}
 			}
 			d.Records = append(d.Records, Record{Request: r, Events: events[r.ID]})
+			delete(events, r.ID)
 			return nil
 		})
 		if err != nil {
 			return err
 		}
+		for _, evs := range events {
+			d.Orphaned = append(d.Orphaned, evs...)
+		}
+		slices.SortFunc(d.Orphaned, func(a, b Event) int { return cmp.Compare(a.ID, b.ID) })
 		for _, b := range [][]byte{bucketCalls, bucketOutbox} {
 			err := tx.Bucket(b).ForEach(func(k, v []byte) error {
 				j, err := unmarshalJob(v)

@@ -67,6 +67,8 @@ type MigrationState struct {
 
 func (m MigrationState) String() string {
 	switch {
+	case m.Applied == 0:
+		return fmt.Sprintf("no schema yet (version %d is created at the first start)", m.Known)
 	case m.Applied == m.Known:
 		return fmt.Sprintf("schema version %d (up to date)", m.Applied)
 	case m.Applied < m.Known:
@@ -133,4 +135,43 @@ func (s *Store) Migrations(ctx context.Context) (MigrationState, error) {
 		err = nil
 	}
 	return st, err
+}
+
+// Inspection is what `bot check` reports about a database, read without
+// changing it (no migration).
+type Inspection struct {
+	Version    string // the server's, e.g. "15.8 (Debian 15.8-0+deb12u1)"
+	Migrations MigrationState
+}
+
+// Inspect connects to url and reports the server's version and the schema
+// state, without migrating anything.
+func Inspect(ctx context.Context, url string) (Inspection, error) {
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return Inspection{}, fmt.Errorf("ROLEGATE_DATABASE_URL is not a valid postgres:// URL")
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return Inspection{}, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var in Inspection
+	if err := conn.QueryRow(ctx, "SHOW server_version").Scan(&in.Version); err != nil {
+		return Inspection{}, err
+	}
+	ms, err := migrations()
+	if err != nil {
+		return Inspection{}, err
+	}
+	in.Migrations.Known = len(ms)
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT to_regclass('schema_migrations') IS NOT NULL").Scan(&exists); err != nil || !exists {
+		return in, err
+	}
+	err = conn.QueryRow(ctx, "SELECT version, applied_at FROM schema_migrations ORDER BY version DESC LIMIT 1").Scan(&in.Migrations.Applied, &in.Migrations.At)
+	if err == pgx.ErrNoRows {
+		err = nil
+	}
+	return in, err
 }

@@ -51,7 +51,9 @@ var (
 )
 
 // Main runs the tests and stops the shared server, if one was started. Call
-// it from TestMain: os.Exit(pgtest.Main(m)).
+// it from TestMain: os.Exit(pgtest.Main(m)). A package that cannot (its
+// TestMain does other things) may skip it: the server dies with the test
+// binary and its directory is removed by a later Start.
 func Main(m *testing.M) int {
 	code := m.Run()
 	mu.Lock()
@@ -140,6 +142,7 @@ func Start() (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	removeStale()
 	dir, err := os.MkdirTemp("", "rolegate-pgtest-*")
 	if err != nil {
 		return nil, err
@@ -173,6 +176,28 @@ func Start() (*Server, error) {
 	}
 	os.RemoveAll(dir)
 	return nil, lastErr
+}
+
+// removeStale removes the directories of servers whose test binary ended
+// without Main (a package whose TestMain is not pgtest's, or a killed
+// run): the server died with it (Pdeathsig), its files stayed. Only
+// directories older than ten minutes whose postmaster is gone are touched,
+// so a server another test binary is starting or running is left alone.
+func removeStale() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "rolegate-pgtest-*"))
+	for _, d := range dirs {
+		fi, err := os.Stat(d)
+		if err != nil || time.Since(fi.ModTime()) < 10*time.Minute {
+			continue
+		}
+		if pidFile, err := os.ReadFile(filepath.Join(d, "data", "postmaster.pid")); err == nil {
+			pid, _ := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(pidFile), "\n", 2)[0]))
+			if pid > 0 && syscall.Kill(pid, 0) == nil {
+				continue // still running
+			}
+		}
+		os.RemoveAll(d)
+	}
 }
 
 // credential returns who runs the server: the postgres user when we are
