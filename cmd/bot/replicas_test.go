@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -242,4 +244,37 @@ func TestReplicaStoppedMidBurstHandsOverItsWork(t *testing.T) {
 	if got := rs.oa.AssignPOSTs(); got != n {
 		t.Errorf("%d assignment POSTs, want %d", got, n)
 	}
+}
+
+// TestReadyzFailsWhileTheDatabaseIsUnreachable: a replica whose database
+// goes away stops taking traffic (/readyz 503, so the load balancer sends
+// Slack to the others) and is ready again once it is back.
+func TestReadyzFailsWhileTheDatabaseIsUnreachable(t *testing.T) {
+	t.Parallel()
+	srv, err := pgtest.Start() // a server of its own: this test stops it
+	if err != nil {
+		if errors.Is(err, pgtest.ErrNoServer) && os.Getenv("CI") != "true" {
+			t.Skipf("SKIPPING: %v", err)
+		}
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	url, err := srv.CreateDatabase(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBot(t, map[string]string{"ROLEGATE_DATABASE_URL": url})
+	readyz := func() int {
+		resp, err := http.Get("http://" + b.addr + "/readyz")
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := readyz(); got != http.StatusOK {
+		t.Fatalf("/readyz = %d with the database up", got)
+	}
+	srv.Stop()
+	b.waitFor("/readyz to fail without the database", func() bool { return readyz() == http.StatusServiceUnavailable })
 }

@@ -41,6 +41,8 @@ type Server struct {
 	cmd  *exec.Cmd
 	exit chan error
 	n    atomic.Int64 // databases created
+
+	stopOnce sync.Once
 }
 
 var (
@@ -266,7 +268,8 @@ func (s *Server) run(bindir, data string, cred *syscall.Credential) error {
 		default:
 		}
 		if time.Now().After(deadline) {
-			s.Stop()
+			cmd.Process.Kill()
+			<-exit
 			return fmt.Errorf("postgres did not accept connections within a minute: %v", err)
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -294,8 +297,11 @@ func (s *Server) CreateDatabase(ctx context.Context) (string, error) {
 	return s.adminURL(name), nil
 }
 
-// Stop kills the server and removes its directory.
-func (s *Server) Stop() {
+// Stop kills the server and removes its directory. It may be called more
+// than once.
+func (s *Server) Stop() { s.stopOnce.Do(s.stop) }
+
+func (s *Server) stop() {
 	if s.cmd != nil && s.cmd.Process != nil {
 		s.cmd.Process.Signal(syscall.SIGQUIT) // immediate shutdown: the data is thrown away
 		select {
