@@ -22,7 +22,7 @@ func (s *Store) Create(ctx context.Context, n approvals.NewRequest, now time.Tim
 	if err != nil {
 		return approvals.Request{}, false, err
 	}
-	err = s.inTx(ctx, func(tx pgx.Tx) error {
+	err = s.commits.update(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		r, created = approvals.Request{}, false // this function may run more than once
 		if n.TriggerID != "" {
 			old, found, err := replayed(ctx, tx, n.TriggerID)
@@ -243,11 +243,13 @@ func chain(prev []byte, ev approvals.Event) (approvals.Event, []byte) {
 // Update implements approvals.Store. The request's row is locked for the
 // transaction (SELECT … FOR UPDATE), so change sees the state as committed
 // and no other replica's transition can interleave: a compare-and-set.
+// Commits from concurrent callers are batched (groupCommit); change may
+// run more than once.
 func (s *Store) Update(ctx context.Context, id, doneJob uint64, change func(*approvals.Request) (approvals.Transition, error)) (approvals.Request, error) {
 	var out approvals.Request
 	var changed bool
 	var cerr error // change's verdict, which may come with a change
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := s.commits.update(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		out, changed, cerr = approvals.Request{}, false, nil // this function may run more than once
 		if doneJob != 0 {
 			if _, err := tx.Exec(ctx, "DELETE FROM jobs WHERE id = $1", toInt64(doneJob)); err != nil {

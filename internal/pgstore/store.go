@@ -69,6 +69,7 @@ type Store struct {
 	opt     Options
 	changes chan struct{}
 	log     *slog.Logger
+	commits *groupCommit // the write transactions of Create and Update
 
 	stop context.CancelFunc
 	wg   sync.WaitGroup
@@ -121,6 +122,7 @@ func Open(ctx context.Context, url string, opts ...Options) (*Store, error) {
 	}
 	bg, stop := context.WithCancel(context.Background())
 	s := &Store{pool: pool, opt: opt, changes: make(chan struct{}, 1), log: opt.Logger, stop: stop}
+	s.commits = &groupCommit{s: s}
 	if !opt.NoListen {
 		s.wg.Go(func() { s.listen(bg) })
 	}
@@ -237,7 +239,12 @@ func (s *Store) renew(ctx context.Context) {
 }
 
 func (s *Store) renewLeases(ctx context.Context) error {
-	_, err := s.pool.Exec(ctx, "UPDATE jobs SET leased_until = now() + $2 WHERE leased_by = $1 AND leased_until > now()", s.opt.Owner, s.opt.Lease)
+	// SKIP LOCKED: a row locked now is being completed or retried (by a
+	// transaction that may hold other job rows: locking them all in one
+	// statement deadlocked with those, seen under loadgen); the next
+	// renewal, a third of a lease later, catches any still held.
+	_, err := s.pool.Exec(ctx, `UPDATE jobs SET leased_until = now() + $2 WHERE id IN (
+		SELECT id FROM jobs WHERE leased_by = $1 AND leased_until > now() ORDER BY id FOR UPDATE SKIP LOCKED)`, s.opt.Owner, s.opt.Lease)
 	return err
 }
 
