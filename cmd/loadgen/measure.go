@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/rolegate/rolegate/internal/approvals"
-	"github.com/rolegate/rolegate/internal/pgstore"
 	"github.com/rolegate/rolegate/internal/approvals/approvalstest"
+	"github.com/rolegate/rolegate/internal/pgstore"
 	"github.com/rolegate/rolegate/internal/slackapp"
 )
 
