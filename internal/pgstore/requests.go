@@ -129,9 +129,14 @@ func awaiting(ctx context.Context, tx pgx.Tx, requester string) ([]uint64, error
 	return out, err
 }
 
+// rowQuerier is a transaction or the pool.
+type rowQuerier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
 // getRequest reads request id, locking its row when forUpdate: the
 // compare-and-set of a transition is that lock, held to the commit.
-func getRequest(ctx context.Context, q pgx.Tx, id uint64, forUpdate bool) (approvals.Request, error) {
+func getRequest(ctx context.Context, q rowQuerier, id uint64, forUpdate bool) (approvals.Request, error) {
 	query := "SELECT body FROM requests WHERE id = $1"
 	if forUpdate {
 		query += " FOR UPDATE"
@@ -290,12 +295,7 @@ func (s *Store) Update(ctx context.Context, id, doneJob uint64, change func(*app
 
 // Get implements approvals.Store.
 func (s *Store) Get(ctx context.Context, id uint64) (approvals.Request, error) {
-	var r approvals.Request
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) (err error) {
-		r, err = getRequest(ctx, tx, id, false)
-		return err
-	})
-	return r, err
+	return getRequest(ctx, s.pool, id, false) // one statement: no transaction round trips
 }
 
 // List implements approvals.Store.
