@@ -118,3 +118,14 @@ func (s *BoltStore) Dump() (Dump, error) {
 	})
 	return d, err
 }
+
+// LinkEvent chains e after the event whose hash is prev (GenesisHash for
+// the first event of a chain): it puts e in the form it reads back as from
+// any engine (valid UTF-8, nanosecond UTC time), sets e.Prev and sets
+// e.Hash to ChainHash. e.ID must already be its place in the sequence. An
+// engine calls it while it holds its chain head, as bbolt's record does.
+func LinkEvent(e *Event, prev string) {
+	normalizeEvent(e)
+	e.Prev = prev
+	e.Hash = ChainHash(*e)
+}

@@ -138,7 +138,9 @@ type Quarantined struct {
 // Leases. An engine shared by several processes (replicas) hands each job
 // to one of them at a time: DueJobs claims the jobs it returns for a lease
 // (pgstore: 15 s, renewed while the process lives), and RetryJob,
-// CompleteJob and Update with the job as doneJob release it. While a job is
+// CompleteJob and Update with the job as doneJob release it (RetryJob
+// keeps it when the job records an attempt under way, Tries > Attempts,
+// as the Worker stores before an assignment's first attempt). While a job is
 // leased no other process is handed it or any later job of its lane; when
 // the holder dies its leases lapse and another process takes the jobs over.
 // The claiming process itself is handed its own leased jobs again unless

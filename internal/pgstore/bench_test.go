@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rolegate/rolegate/internal/approvals"
 	"github.com/rolegate/rolegate/internal/approvals/storetest"
 	"github.com/rolegate/rolegate/internal/pgtest"
 )
@@ -41,7 +42,7 @@ func BenchmarkClaims(b *testing.B) {
 			for _, s := range stores {
 				wg.Go(func() {
 					for done.Load() < int64(b.N) {
-						jobs, _, err := s.DueJobs(b.Context(), time.Now(), nil, 8)
+						jobs, _, err := s.DueJobs(b.Context(), time.Now(), nil, approvals.Each(8))
 						if err != nil {
 							b.Error(err)
 							return

@@ -50,11 +50,10 @@ func (s *Store) Import(ctx context.Context, d approvals.Dump) error {
 			if err != nil {
 				return err
 			}
-			// AUDIT-CHAIN HOOK (migrate-store): once Event carries Prev and
-			// Hash, store them here as they are (prev = ev.Prev, hash =
-			// ev.Hash) and keep headHash = ev.Hash, so the copied chain
-			// verifies and new appends continue it.
-			prev, hash := []byte{}, []byte{}
+			// Prev and Hash are copied as they are, never recomputed: the
+			// copy verifies only if the source did, and appends continue
+			// the source's chain from its head.
+			prev, hash := []byte(ev.Prev), []byte(ev.Hash)
 			evRows = append(evRows, []any{toInt64(ev.ID), toInt64(ev.RequestID), ev.At, body, prev, hash})
 			head, headHash = toInt64(ev.ID), hash
 		}
@@ -70,7 +69,7 @@ func (s *Store) Import(ctx context.Context, d approvals.Dump) error {
 			cols  []string
 			rows  [][]any
 		}{
-			{"requests", []string{"id", "state", "requester", "channel_id", "created_at", "expires_at", "wake_at", "open", "body"}, reqRows},
+			{"requests", append([]string{"id"}, requestColumnNames...), reqRows},
 			{"events", []string{"seq", "request_id", "at", "body", "prev", "hash"}, evRows},
 			{"jobs", []string{"id", "request_id", "kind", "calls", "not_before", "body"}, jobRows},
 		}

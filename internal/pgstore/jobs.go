@@ -19,7 +19,9 @@ func insertJob(ctx context.Context, tx pgx.Tx, j approvals.Job) error {
 	return err
 }
 
-// DueJobs implements approvals.Store, and claims what it returns: each job
+// DueJobs implements approvals.Store, and claims what it returns: up to
+// limit.Calls OpenAI calls and limit.Messages Slack messages (the calls
+// column is JobKind.Calls, so each kind has its own budget). Each job
 // handed out is leased to this replica (jobs.leased_by) for Options.Lease,
 // renewed while the process lives, until RetryJob, CompleteJob or Update
 // with it as doneJob releases it. Only the oldest job of a lane is a
@@ -30,7 +32,7 @@ func insertJob(ctx context.Context, tx pgx.Tx, j approvals.Job) error {
 // waiting on each other. next also counts the end of the earliest lease
 // another replica holds, so the Worker looks again when a dead replica's
 // lease lapses.
-func (s *Store) DueJobs(ctx context.Context, now time.Time, skip map[uint64]bool, limit int) (jobs []approvals.Job, next time.Time, err error) {
+func (s *Store) DueJobs(ctx context.Context, now time.Time, skip map[uint64]bool, limit approvals.JobLimit) (jobs []approvals.Job, next time.Time, err error) {
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
 		jobs, next = nil, time.Time{}
 		rows, err := tx.Query(ctx, `SELECT j.id, j.request_id, j.calls, j.body FROM jobs j
@@ -45,8 +47,14 @@ func (s *Store) DueJobs(ctx context.Context, now time.Time, skip map[uint64]bool
 		var calls bool
 		var body []byte
 		var claim []int64
+		var taken [2]int // messages, calls
+		budget := [2]int{limit.Messages, limit.Calls}
 		_, err = pgx.ForEachRow(rows, []any{&id, &requestID, &calls, &body}, func() error {
-			if len(jobs) >= limit {
+			q := 0
+			if calls {
+				q = 1
+			}
+			if taken[q] >= budget[q] {
 				return nil
 			}
 			lane := uint64(requestID) << 1
@@ -60,6 +68,7 @@ func (s *Store) DueJobs(ctx context.Context, now time.Time, skip map[uint64]bool
 			if err != nil {
 				jobs = append(jobs, approvals.Job{ID: uint64(id), Corrupt: &approvals.CorruptError{Kind: "job", Key: uint64(id), Err: err}})
 				claim = append(claim, id)
+				taken[q]++
 				return nil
 			}
 			j.ID, j.RequestID = uint64(id), uint64(requestID)
@@ -71,6 +80,7 @@ func (s *Store) DueJobs(ctx context.Context, now time.Time, skip map[uint64]bool
 			}
 			jobs = append(jobs, j)
 			claim = append(claim, id)
+			taken[q]++
 			return nil
 		})
 		if err != nil {
@@ -99,17 +109,24 @@ func (s *Store) DueJobs(ctx context.Context, now time.Time, skip map[uint64]bool
 	return jobs, next, nil
 }
 
-// RetryJob implements approvals.Store and releases the job's lease. It
-// leaves alone a job another replica holds now (this replica's lease
+// RetryJob implements approvals.Store and releases the job's lease, unless
+// j records an attempt under way (Tries > Attempts: the Worker stores the
+// first assignment attempt before it starts): then this replica keeps the
+// job, its lease renewed, so no other replica starts a second attempt
+// while this one's POST may be in flight (seen in
+// TestReplicasServeOneBurstTogether: 23 POSTs for 18 grants before this).
+// It leaves alone a job another replica holds now (this replica's lease
 // lapsed and the job was taken over): that replica is running it.
 func (s *Store) RetryJob(ctx context.Context, j approvals.Job) error {
 	body, err := approvals.MarshalJob(j)
 	if err != nil {
 		return err
 	}
-	_, err = s.pool.Exec(ctx, `UPDATE jobs SET body = $2, not_before = $3, leased_until = NULL, leased_by = NULL
+	keep := j.Tries > j.Attempts
+	_, err = s.pool.Exec(ctx, `UPDATE jobs SET body = $2, not_before = $3,
+		leased_until = CASE WHEN $5 THEN now() + $6 END, leased_by = CASE WHEN $5 THEN $4 END
 		WHERE id = $1 AND (leased_by IS NULL OR leased_by = $4 OR leased_until <= now())`,
-		toInt64(j.ID), body, ceilMicro(j.NotBefore), s.opt.Owner)
+		toInt64(j.ID), body, ceilMicro(j.NotBefore), s.opt.Owner, keep, s.opt.Lease)
 	return err
 }
 

@@ -166,16 +166,22 @@ func requestColumns(r *approvals.Request) ([]any, error) {
 	if !r.ExpiresAt.IsZero() {
 		expires = &r.ExpiresAt
 	}
-	return []any{string(r.State), r.Requester, r.ChannelID, r.CreatedAt, expires, ceilMicro(r.NextWake()), r.State.Open(), body}, nil
+	return []any{string(r.State), r.Requester, r.ChannelID, r.CreatedAt, expires, ceilMicro(r.NextWake()), r.State.Open(),
+		r.Target.ProjectID, r.Target.GroupID, r.Target.RoleID, body}, nil
 }
+
+// requestColumnNames name requestColumns, after id.
+var requestColumnNames = []string{"state", "requester", "channel_id", "created_at", "expires_at", "wake_at", "open",
+	"project_id", "group_id", "role_id", "body"}
 
 func insertRequest(ctx context.Context, tx pgx.Tx, r *approvals.Request) error {
 	cols, err := requestColumns(r)
 	if err != nil {
 		return err
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO requests (id, state, requester, channel_id, created_at, expires_at, wake_at, open, body)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, append([]any{toInt64(r.ID)}, cols...)...)
+	_, err = tx.Exec(ctx, `INSERT INTO requests (id, state, requester, channel_id, created_at, expires_at, wake_at, open,
+		project_id, group_id, role_id, body)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`, append([]any{toInt64(r.ID)}, cols...)...)
 	return err
 }
 
@@ -185,7 +191,7 @@ func updateRequest(ctx context.Context, tx pgx.Tx, r *approvals.Request) error {
 		return err
 	}
 	_, err = tx.Exec(ctx, `UPDATE requests SET state = $2, requester = $3, channel_id = $4, created_at = $5, expires_at = $6,
-		wake_at = $7, open = $8, body = $9, version = version + 1 WHERE id = $1`, append([]any{toInt64(r.ID)}, cols...)...)
+		wake_at = $7, open = $8, project_id = $9, group_id = $10, role_id = $11, body = $12, version = version + 1 WHERE id = $1`, append([]any{toInt64(r.ID)}, cols...)...)
 	return err
 }
 
@@ -209,40 +215,38 @@ func record(ctx context.Context, tx pgx.Tx, r *approvals.Request, tr approvals.T
 	return appendEvent(ctx, tx, ev)
 }
 
-// appendEvent appends ev to the one audit chain: it locks the chain head
-// row, so appends from every replica are chained one at a time, in seq
-// order.
+// appendEvent appends ev to the one audit chain: under the chain head row's
+// lock it takes the next seq, links ev to the head's hash
+// (approvals.LinkEvent: Prev, then Hash over ev and Prev) and makes ev the
+// head, so appends from every replica are chained one at a time, in seq
+// order, as bbolt's record chains them in one file.
 func appendEvent(ctx context.Context, tx pgx.Tx, ev approvals.Event) error {
 	var seq int64
-	var prev []byte
-	if err := tx.QueryRow(ctx, "SELECT seq, hash FROM chain_head FOR UPDATE").Scan(&seq, &prev); err != nil {
+	var head []byte
+	if err := tx.QueryRow(ctx, "SELECT seq, hash FROM chain_head FOR UPDATE").Scan(&seq, &head); err != nil {
 		return fmt.Errorf("lock the audit chain head: %w", err)
 	}
 	ev.ID = uint64(seq + 1)
-	ev, hash := chain(prev, ev)
+	approvals.LinkEvent(&ev, headHash(head))
 	body, err := approvals.MarshalEvent(ev)
 	if err != nil {
 		return err
 	}
 	if _, err := tx.Exec(ctx, "INSERT INTO events (seq, request_id, at, body, prev, hash) VALUES ($1, $2, $3, $4, $5, $6)",
-		seq+1, toInt64(ev.RequestID), ev.At, body, prev, hash); err != nil {
+		seq+1, toInt64(ev.RequestID), ev.At, body, []byte(ev.Prev), []byte(ev.Hash)); err != nil {
 		return err
 	}
-	_, err = tx.Exec(ctx, "UPDATE chain_head SET seq = $1, hash = $2", seq+1, hash)
+	_, err = tx.Exec(ctx, "UPDATE chain_head SET seq = $1, hash = $2", seq+1, []byte(ev.Hash))
 	return err
 }
 
-// chain computes ev's place in the audit chain, given the hash of the event
-// before it (empty for the first): it returns ev as it is to be stored and
-// its hash, which becomes the chain head.
-//
-// AUDIT-CHAIN HOOK: until the domain's hash function is merged this stores
-// no hash (the head row is still locked per append, so seq order is chain
-// order). Wire it here: set ev.Prev = prev, ev.Hash = approvals' hash of ev,
-// and return ev, ev.Hash. Import (migrate-store) copies Prev and Hash as
-// they are; see the hook there too.
-func chain(prev []byte, ev approvals.Event) (approvals.Event, []byte) {
-	return ev, []byte{}
+// headHash is the Prev of the event appended after a chain head whose
+// stored hash is h: the genesis hash while the chain is empty.
+func headHash(h []byte) string {
+	if len(h) == 0 {
+		return approvals.GenesisHash
+	}
+	return string(h)
 }
 
 // Update implements approvals.Store. The request's row is locked for the
@@ -251,6 +255,61 @@ func chain(prev []byte, ev approvals.Event) (approvals.Event, []byte) {
 // Commits from concurrent callers are batched (groupCommit); change may
 // run more than once.
 func (s *Store) Update(ctx context.Context, id, doneJob uint64, change func(*approvals.Request) (approvals.Transition, error)) (approvals.Request, error) {
+	return s.update(ctx, id, doneJob, func(_ context.Context, _ pgx.Tx, r *approvals.Request) (approvals.Transition, error) {
+		return change(r)
+	})
+}
+
+// UpdateGrant implements approvals.Store. After the request's row, it
+// locks and reads the applied requests of the same project, group and
+// role (the request itself included, as bbolt's grants index has it), so
+// change decides with the grants as committed and none of them can change
+// before this transaction commits. The chain head lock every write takes
+// first (writeTx) already orders writers; the row locks keep the guarantee
+// should a write ever skip it.
+func (s *Store) UpdateGrant(ctx context.Context, id, doneJob uint64, change func(r *approvals.Request, others []approvals.Request) (approvals.Transition, error)) (approvals.Request, error) {
+	return s.update(ctx, id, doneJob, func(ctx context.Context, tx pgx.Tx, r *approvals.Request) (approvals.Transition, error) {
+		others, err := grantsOf(ctx, tx, r.Target)
+		if err != nil {
+			return approvals.Transition{}, errStorage{err}
+		}
+		return change(r, others)
+	})
+}
+
+// grantsOf reads and locks the applied requests of target, oldest first,
+// skipping any it cannot decode (the worker quarantines those).
+func grantsOf(ctx context.Context, tx pgx.Tx, t approvals.Target) ([]approvals.Request, error) {
+	rows, err := tx.Query(ctx, `SELECT body FROM requests WHERE state = 'applied' AND project_id = $1 AND group_id = $2 AND role_id = $3
+		ORDER BY id FOR UPDATE`, t.ProjectID, t.GroupID, t.RoleID)
+	if err != nil {
+		return nil, err
+	}
+	bodies, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	if err != nil {
+		return nil, err
+	}
+	var out []approvals.Request
+	for _, b := range bodies {
+		r, err := approvals.UnmarshalRequest(b)
+		if err != nil {
+			continue
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// errStorage marks an error of the database (not change's verdict) that
+// change returned from inside update: it fails the transaction.
+type errStorage struct{ err error }
+
+func (e errStorage) Error() string { return e.err.Error() }
+func (e errStorage) Unwrap() error { return e.err }
+
+// update is Update and UpdateGrant: change runs in the transaction, with
+// the request's row locked.
+func (s *Store) update(ctx context.Context, id, doneJob uint64, change func(context.Context, pgx.Tx, *approvals.Request) (approvals.Transition, error)) (approvals.Request, error) {
 	var out approvals.Request
 	var changed bool
 	var cerr error // change's verdict, which may come with a change
@@ -270,7 +329,10 @@ func (s *Store) Update(ctx context.Context, id, doneJob uint64, change func(*app
 			return err
 		}
 		out = r
-		tr, verdict := change(&r)
+		tr, verdict := change(ctx, tx, &r)
+		if se, ok := verdict.(errStorage); ok {
+			return se.err
+		}
 		cerr = verdict
 		if !tr.Changed() {
 			return nil

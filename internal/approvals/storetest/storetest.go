@@ -49,6 +49,8 @@ func Run(t *testing.T, open func(t *testing.T) approvals.Store) {
 		{"List", testList},
 		{"QuarantineMovesAside", testQuarantine},
 		{"AuditInOrder", testAuditOrder},
+		{"UpdateGrantSeesTheOtherGrants", testUpdateGrant},
+		{"AuditChainVerifies", testAuditChain},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -166,7 +168,7 @@ func DrainJobs(t *testing.T, s approvals.Store, id uint64) []approvals.JobKind {
 // that it hands out at most one job per lane.
 func firstJob(t *testing.T, s approvals.Store, id uint64) (approvals.Job, bool) {
 	t.Helper()
-	jobs, _, err := s.DueJobs(t.Context(), farFuture, nil, 1000)
+	jobs, _, err := s.DueJobs(t.Context(), farFuture, nil, approvals.Each(1000))
 	if err != nil {
 		t.Fatalf("DueJobs: %v", err)
 	}
@@ -523,7 +525,7 @@ func testDueJobs(t *testing.T, s approvals.Store) {
 	b := mustCreate(t, s, NewRequest(), T0, 1)
 	mustDecide(t, s, a.ID, "UANA", approvals.ActionApprove, T0.Add(time.Minute))
 
-	jobs, next, err := s.DueJobs(t.Context(), T0, nil, 10)
+	jobs, next, err := s.DueJobs(t.Context(), T0, nil, approvals.Each(10))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -535,14 +537,22 @@ func testDueJobs(t *testing.T, s approvals.Store) {
 	}
 	callA := approvals.Job{RequestID: a.ID, Kind: approvals.JobAssign}.Lane()
 	messagesA := approvals.Job{RequestID: a.ID}.Lane()
-	if jobs, _, _ := s.DueJobs(t.Context(), T0, map[uint64]bool{callA: true, messagesA: true}, 10); len(jobs) != 1 || jobs[0].RequestID != b.ID {
+	if jobs, _, _ := s.DueJobs(t.Context(), T0, map[uint64]bool{callA: true, messagesA: true}, approvals.Each(10)); len(jobs) != 1 || jobs[0].RequestID != b.ID {
 		t.Errorf("DueJobs with request %d busy = %+v", a.ID, jobs)
 	}
-	if jobs, _, _ := s.DueJobs(t.Context(), T0, map[uint64]bool{messagesA: true}, 10); len(jobs) != 2 || jobs[0].Kind != approvals.JobAssign || jobs[1].RequestID != b.ID {
+	if jobs, _, _ := s.DueJobs(t.Context(), T0, map[uint64]bool{messagesA: true}, approvals.Each(10)); len(jobs) != 2 || jobs[0].Kind != approvals.JobAssign || jobs[1].RequestID != b.ID {
 		t.Errorf("DueJobs with request %d's messages busy = %+v, want its OpenAI call still handed out", a.ID, jobs)
 	}
-	if jobs, _, _ := s.DueJobs(t.Context(), T0, nil, 1); len(jobs) != 1 || jobs[0].Kind != approvals.JobAssign {
-		t.Errorf("DueJobs limit 1 = %+v, want the OpenAI call before any message", jobs)
+	// Calls and messages have budgets of their own: a full one holds back
+	// nothing of the other.
+	if jobs, _, _ := s.DueJobs(t.Context(), T0, nil, approvals.JobLimit{Calls: 1}); len(jobs) != 1 || jobs[0].Kind != approvals.JobAssign {
+		t.Errorf("DueJobs{Calls: 1} = %+v, want only the OpenAI call", jobs)
+	}
+	if jobs, _, _ := s.DueJobs(t.Context(), T0, nil, approvals.JobLimit{Messages: 1}); len(jobs) != 1 || jobs[0].Kind != approvals.JobPostApproval || jobs[0].RequestID != a.ID {
+		t.Errorf("DueJobs{Messages: 1} = %+v, want only request %d's post, the oldest message", jobs, a.ID)
+	}
+	if jobs, _, _ := s.DueJobs(t.Context(), T0, nil, approvals.JobLimit{Calls: 1, Messages: 1}); len(jobs) != 2 || jobs[0].Kind != approvals.JobAssign || jobs[1].RequestID != a.ID {
+		t.Errorf("DueJobs{1, 1} = %+v, want the OpenAI call and the oldest message", jobs)
 	}
 	// A job waiting for a retry holds back its lane, not other lanes.
 	j := jobs[1]
@@ -550,11 +560,11 @@ func testDueJobs(t *testing.T, s approvals.Store) {
 	if err := s.RetryJob(t.Context(), j); err != nil {
 		t.Fatal(err)
 	}
-	jobs, next, _ = s.DueJobs(t.Context(), T0, nil, 10)
+	jobs, next, _ = s.DueJobs(t.Context(), T0, nil, approvals.Each(10))
 	if len(jobs) != 2 || jobs[0].Kind != approvals.JobAssign || jobs[1].RequestID != b.ID || !next.Equal(T0.Add(time.Minute)) {
 		t.Errorf("DueJobs with request %d's post waiting = %+v next %v", a.ID, jobs, next)
 	}
-	jobs, _, _ = s.DueJobs(t.Context(), T0.Add(time.Minute), nil, 10)
+	jobs, _, _ = s.DueJobs(t.Context(), T0.Add(time.Minute), nil, approvals.Each(10))
 	if len(jobs) != 3 || jobs[1].ID != j.ID || jobs[1].Attempts != 1 || jobs[1].LastError != "ratelimited" || !jobs[1].NotBefore.Equal(j.NotBefore) {
 		t.Errorf("DueJobs after the wait = %+v, want the retried job with its attempt recorded", jobs)
 	}
@@ -565,7 +575,7 @@ func testDueJobs(t *testing.T, s approvals.Store) {
 	if err := s.RetryJob(t.Context(), j); err != nil {
 		t.Fatal(err)
 	}
-	if got := DrainJobs(t, s, a.ID); !slices.Equal(got, []approvals.JobKind{approvals.JobUpdateApproval, approvals.JobAssign}) {
+	if got := DrainJobs(t, s, a.ID); !slices.Equal(got, []approvals.JobKind{approvals.JobUpdateApproval, approvals.JobAssign, approvals.NotifyRequester(approvals.StateApproved)}) {
 		t.Errorf("request %d jobs = %v after its post job completed", a.ID, got)
 	}
 }
@@ -733,5 +743,112 @@ func testAuditOrder(t *testing.T, s approvals.Store) {
 	}
 	if len(evs) == 3 && (evs[1].Detail != "1 of 2" || evs[2].Detail != "2 of 2") {
 		t.Errorf("approve details = %q, %q", evs[1].Detail, evs[2].Detail)
+	}
+}
+
+// setState moves request id to state through Update, as a transition would.
+func setState(t *testing.T, s approvals.Store, id uint64, state approvals.State) {
+	t.Helper()
+	_, err := s.Update(t.Context(), id, 0, func(r *approvals.Request) (approvals.Transition, error) {
+		r.State = state
+		return approvals.Transition{Event: approvals.Event{Actor: "rolegate", Action: approvals.Action("test_" + string(state)), At: T0.Add(time.Hour)}}, nil
+	})
+	if err != nil {
+		t.Fatalf("move request %d to %s: %v", id, state, err)
+	}
+}
+
+func testUpdateGrant(t *testing.T, s approvals.Store) {
+	a := mustCreate(t, s, NewRequest(), T0, 1)
+	b := mustCreate(t, s, NewRequest(), T0, 1)
+	pending := mustCreate(t, s, NewRequest(), T0, 1)
+	elsewhere := mustCreate(t, s, NewRequest(func(n *approvals.NewRequest) { n.Target.RoleID = "role_02" }), T0, 1)
+	for _, id := range []uint64{a.ID, b.ID, elsewhere.ID} {
+		setState(t, s, id, approvals.StateApplied)
+	}
+	seen := func() []uint64 {
+		t.Helper()
+		var ids []uint64
+		_, err := s.UpdateGrant(t.Context(), a.ID, 0, func(r *approvals.Request, others []approvals.Request) (approvals.Transition, error) {
+			for _, o := range others {
+				if o.State != approvals.StateApplied || o.Target != r.Target {
+					t.Errorf("UpdateGrant gave request %d (%s, %+v) as a grant of %+v", o.ID, o.State, o.Target, r.Target)
+				}
+				if o.ID != r.ID {
+					ids = append(ids, o.ID)
+				}
+			}
+			return approvals.Transition{}, nil
+		})
+		if err != nil {
+			t.Fatalf("UpdateGrant(%d): %v", a.ID, err)
+		}
+		return ids
+	}
+	if got := seen(); !slices.Equal(got, []uint64{b.ID}) {
+		t.Errorf("request %d's other grants = %v, want [%d] (not pending %d, not %d of another role)", a.ID, got, b.ID, pending.ID, elsewhere.ID)
+	}
+	// A grant that ends is no longer one: the next change does not count it.
+	setState(t, s, b.ID, approvals.StateRevoked)
+	if got := seen(); len(got) != 0 {
+		t.Errorf("request %d's other grants = %v after %d was revoked, want none", a.ID, got, b.ID)
+	}
+	// UpdateGrant writes as Update does: the change, its event and its jobs.
+	r, err := s.UpdateGrant(t.Context(), a.ID, 0, func(r *approvals.Request, others []approvals.Request) (approvals.Transition, error) {
+		r.Note = fmt.Sprintf("%d other grants", len(others)-1)
+		return approvals.Transition{Event: approvals.Event{Actor: "rolegate", Action: approvals.Action("test_note"), At: T0.Add(2 * time.Hour)},
+			Jobs: []approvals.JobKind{approvals.JobPostRevocation}}, nil
+	})
+	if err != nil || r.Note != "0 other grants" || mustGet(t, s, a.ID).Note != "0 other grants" {
+		t.Errorf("UpdateGrant = %+v, %v; want the note stored", r, err)
+	}
+	if evs, err := s.Audit(t.Context(), a.ID); err != nil || evs[len(evs)-1].Action != "test_note" {
+		t.Errorf("audit of %d = %+v, %v; want the change's event last", a.ID, evs, err)
+	}
+}
+
+func testAuditChain(t *testing.T, s approvals.Store) {
+	var ids []uint64
+	for range 3 {
+		ids = append(ids, mustCreate(t, s, NewRequest(), T0, 1).ID)
+	}
+	mustDecide(t, s, ids[0], "UANA", approvals.ActionApprove, T0.Add(time.Minute))
+	mustDecide(t, s, ids[1], "UANA", approvals.ActionDeny, T0.Add(time.Minute))
+	var wg sync.WaitGroup
+	for i := range 8 { // concurrent writers chain one after another
+		wg.Go(func() {
+			_, _, err := s.Create(t.Context(), NewRequest(func(n *approvals.NewRequest) { n.Reason = fmt.Sprintf("concurrent %d, café ✓", i) }), T0, 0, PendingStart(T0, TTL, 1))
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	rs, err := s.List(t.Context(), approvals.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []approvals.Event
+	for _, r := range rs {
+		evs, err := s.Audit(t.Context(), r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		events = append(events, evs...)
+	}
+	slices.SortFunc(events, func(a, b approvals.Event) int { return int(a.ID) - int(b.ID) })
+	all := func(yield func(approvals.Event, error) bool) {
+		for _, e := range events {
+			if !yield(e, nil) {
+				return
+			}
+		}
+	}
+	res, err := approvals.VerifyEvents(all, approvals.VerifyOptions{})
+	if err != nil || !res.Intact() || res.Events != len(events) || len(events) != 13 {
+		t.Fatalf("VerifyEvents over %d events = %+v, %v; want 13 events, intact from the genesis hash", len(events), res, err)
+	}
+	if events[0].Prev != approvals.GenesisHash {
+		t.Errorf("first event's prev = %q, want the genesis hash", events[0].Prev)
 	}
 }
