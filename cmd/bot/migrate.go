@@ -1,13 +1,16 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"iter"
 	"os"
 	"reflect"
+	"slices"
 	"time"
 
 	"github.com/rolegate/rolegate/internal/approvals"
@@ -84,12 +87,36 @@ func migrateStore(ctx context.Context, args []string, getenv func(string) string
 	if err := sameDump(src, got); err != nil {
 		return fail("the copy differs from %s: %v", *from, err)
 	}
-	// AUDIT-CHAIN HOOK (migrate-store): once events are chained, verify the
-	// copied chain here (the same check as `bot audit verify`, run on
-	// got's events in id order) and print its head next to the counts.
+	// The copy's chain, read back, must verify as `bot audit verify` checks
+	// a file: Prev and Hash were copied, so a break here is the source's
+	// (or the copy's), and ROLEGATE_DATABASE_URL must not be used as is.
+	chain, err := approvals.VerifyEvents(dumpEvents(got), approvals.VerifyOptions{})
+	if err != nil {
+		return fail("verify the copied audit chain: %v", err)
+	}
+	if !chain.Intact() {
+		return fail("the copied audit chain is broken at %v: run `bot audit verify` on %s", chain.Problem, *from)
+	}
 	fmt.Fprintf(stdout, "migrated %s into PostgreSQL and verified: %d requests, %d audit events, %d jobs waiting, %d quarantined records\n",
 		*from, len(got.Records), got.Events, len(got.Jobs), len(got.Quarantined))
+	fmt.Fprintf(stdout, "audit chain intact: head event %d %s\n", chain.HeadSeq, chain.Head)
 	return nil
+}
+
+// dumpEvents yields every event of d in sequence order: the chain's.
+func dumpEvents(d approvals.Dump) iter.Seq2[approvals.Event, error] {
+	events := slices.Clone(d.Orphaned)
+	for _, r := range d.Records {
+		events = append(events, r.Events...)
+	}
+	slices.SortFunc(events, func(a, b approvals.Event) int { return cmp.Compare(a.ID, b.ID) })
+	return func(yield func(approvals.Event, error) bool) {
+		for _, e := range events {
+			if !yield(e, nil) {
+				return
+			}
+		}
+	}
 }
 
 // sameDump compares a copy with its source and names the first difference.

@@ -46,7 +46,7 @@ func TestMigrateStoreCopiesEverythingAndVerifies(t *testing.T) {
 	decide(ids[0], "UANA", approvals.ActionApprove)
 	decide(ids[1], "UANA", approvals.ActionDeny)
 	decide(ids[2], "UREQ", approvals.ActionCancel)
-	jobs, _, _ := b.DueJobs(ctx, t0, nil, 100)
+	jobs, _, _ := b.DueJobs(ctx, t0, nil, approvals.Each(100))
 	if err := b.CompleteJob(ctx, jobs[len(jobs)-1].ID); err != nil { // one delivered already
 		t.Fatal(err)
 	}

@@ -150,6 +150,10 @@ func TestReplicasServeOneBurstTogether(t *testing.T) {
 			for k, who := range []string{approverAna, approverBob} {
 				c := rs.bots[(i+1+k)%len(rs.bots)]
 				cb := clickPayload(who, testChannel, action, strconv.FormatUint(id, 10), msg.TS, rs.slack.NewResponseURLFor(testChannel, who, msg.TS))
+				if action == slackapp.ActionDeny {
+					// The deny modal's submission, where a Deny is decided.
+					cb = denySubmissionPayload(who, testChannel, id, "not during the freeze")
+				}
 				if resp, err := c.driver().Interaction(context.Background(), cb); err != nil || resp.Status != http.StatusOK {
 					mu.Lock()
 					failures = append(failures, fmt.Sprintf("click on %d: %v %+v", id, err, resp))
