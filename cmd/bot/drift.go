@@ -53,7 +53,7 @@ func runDrift(ctx context.Context, args []string, getenv func(string) string, st
 		printConfigProblems(stderr, err)
 		return exitError{"bad configuration"}
 	}
-	store, cleanup, err := auditSnapshot(getenv, stderr)
+	store, cleanup, err := auditSnapshot(ctx, getenv, stderr)
 	if err != nil {
 		return err
 	}

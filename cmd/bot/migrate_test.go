@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -69,7 +70,8 @@ func TestMigrateStoreCopiesEverythingAndVerifies(t *testing.T) {
 	if err := run(ctx, []string{"migrate-store", "--to", url}, getenv, &out, &out); err != nil {
 		t.Fatalf("migrate-store: %v\n%s", err, out.String())
 	}
-	if !strings.Contains(out.String(), "verified: 5 requests, 9 audit events") || !strings.Contains(out.String(), "1 quarantined") {
+	if !strings.Contains(out.String(), "verified: 5 requests, 9 audit events") || !strings.Contains(out.String(), "1 quarantined") ||
+		!strings.Contains(out.String(), "audit chain intact: head event 9 sha256:") {
 		t.Errorf("migrate-store printed %q", out.String())
 	}
 
@@ -94,6 +96,26 @@ func TestMigrateStoreCopiesEverythingAndVerifies(t *testing.T) {
 	evs, _ := pg.Audit(ctx, r.ID)
 	if len(evs) != 1 || evs[0].ID != uint64(want.Events)+1 {
 		t.Errorf("first event after the migration = %+v, want id %d", evs, want.Events+1)
+	}
+	// The copied chain goes on: bot audit verify reads PostgreSQL when
+	// ROLEGATE_DATABASE_URL is set and finds the new event linked to the
+	// source's head, and an export of it verifies on its own.
+	pgenv := func(k string) string { return map[string]string{"ROLEGATE_DATABASE_URL": url}[k] }
+	out.Reset()
+	if err := run(ctx, []string{"audit", "verify"}, pgenv, &out, &out); err != nil || !strings.Contains(out.String(), "audit chain intact: 10 events, head "+evs[0].Hash) {
+		t.Errorf("audit verify on PostgreSQL = %v, %q; want 10 events ending at %s", err, out.String(), evs[0].Hash)
+	}
+	var export bytes.Buffer
+	if err := run(ctx, []string{"audit", "export"}, pgenv, &export, &out); err != nil || strings.Count(export.String(), "\n") != 10 {
+		t.Fatalf("audit export on PostgreSQL = %v, %d lines", err, strings.Count(export.String(), "\n"))
+	}
+	file := filepath.Join(t.TempDir(), "export.jsonl")
+	if err := os.WriteFile(file, export.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if err := run(ctx, []string{"audit", "verify", "--file", file}, getenv, &out, &out); err != nil || !strings.Contains(out.String(), "audit chain intact: 10 events") {
+		t.Errorf("audit verify of the export = %v, %q", err, out.String())
 	}
 
 	// A second run into the now non-empty database is refused, changing nothing.
