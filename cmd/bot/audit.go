@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/rolegate/rolegate/internal/approvals"
+	"github.com/rolegate/rolegate/internal/pgstore"
 )
 
 const auditHelp = `Usage: bot audit export [--since RFC3339]
@@ -22,7 +23,8 @@ const auditHelp = `Usage: bot audit export [--since RFC3339]
 
 rolegate's audit log is a hash chain: every event carries prev (the hash of
 the event before it) and hash (SHA-256 over the event and prev). Both
-commands read a snapshot of ROLEGATE_DB, so they work while the bot runs.
+commands read a snapshot of ROLEGATE_DB, or of the PostgreSQL database when
+ROLEGATE_DATABASE_URL is set, so they work while the bot runs.
 
 bot audit export [--since RFC3339]
   Prints the log as JSON lines, oldest first, one event a line:
@@ -67,8 +69,35 @@ func runAudit(ctx context.Context, args []string, getenv func(string) string, st
 	return exitError{"unknown audit command"}
 }
 
-// auditSnapshot opens a snapshot of ROLEGATE_DB, saying on stderr why not.
-func auditSnapshot(getenv func(string) string, stderr io.Writer) (*approvals.BoltStore, func(), error) {
+// auditLog is what the read-only commands (audit, drift) read of either
+// engine: the audit chain and the requests.
+type auditLog interface {
+	ForEachEvent(ctx context.Context, since time.Time, fn func(approvals.Event) error) error
+	VerifyChain(ctx context.Context) (approvals.VerifyResult, error)
+	requestLister
+}
+
+var (
+	_ auditLog = (*approvals.BoltStore)(nil)
+	_ auditLog = (*pgstore.Store)(nil)
+)
+
+// auditSnapshot opens the audit log: PostgreSQL when ROLEGATE_DATABASE_URL
+// is set (each command reads one snapshot transaction), else a snapshot of
+// ROLEGATE_DB. It says on stderr why not.
+func auditSnapshot(ctx context.Context, getenv func(string) string, stderr io.Writer) (auditLog, func(), error) {
+	if url := getenv("ROLEGATE_DATABASE_URL"); url != "" {
+		if !isPostgresURL(url) {
+			fmt.Fprintln(stderr, "rolegate: ROLEGATE_DATABASE_URL must be a PostgreSQL URL, postgres://user:password@host:5432/dbname")
+			return nil, nil, exitError{"bad ROLEGATE_DATABASE_URL"}
+		}
+		store, err := pgstore.Open(ctx, url, pgstore.Options{NoListen: true, NoRenew: true})
+		if err != nil {
+			fmt.Fprintf(stderr, "rolegate: %v\n", err)
+			return nil, nil, exitError{"cannot read database"}
+		}
+		return store, func() { store.Close() }, nil
+	}
 	path := getenv("ROLEGATE_DB")
 	if path == "" {
 		path = "rolegate.db"
@@ -108,7 +137,7 @@ func auditExport(ctx context.Context, args []string, getenv func(string) string,
 	// `bot audit export | head` closes the pipe early: without this, the
 	// SIGPIPE would kill the process before it removes its snapshot copy.
 	signal.Ignore(syscall.SIGPIPE)
-	store, cleanup, err := auditSnapshot(getenv, stderr)
+	store, cleanup, err := auditSnapshot(ctx, getenv, stderr)
 	if err != nil {
 		return err
 	}
@@ -144,7 +173,7 @@ func auditVerify(ctx context.Context, args []string, getenv func(string) string,
 	var res approvals.VerifyResult
 	var err error
 	if *file == "" {
-		store, cleanup, serr := auditSnapshot(getenv, stderr)
+		store, cleanup, serr := auditSnapshot(ctx, getenv, stderr)
 		if serr != nil {
 			return serr
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rolegate/rolegate/internal/approvals"
 	"github.com/rolegate/rolegate/internal/openai"
+	"github.com/rolegate/rolegate/internal/pgstore"
 )
 
 // checkTimeout bounds each reachability check.
@@ -48,7 +49,11 @@ func check(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	if cfg.DryRun {
 		fmt.Fprintln(stdout, "NOTE dry run: ROLEGATE_DRY_RUN=true, so rolegate will never POST or DELETE at OpenAI; every message says \"Dry run\"")
 	}
-	checkDatabase(ctx, cfg.DB, line)
+	if cfg.DatabaseURL != "" {
+		checkPostgres(ctx, cfg.DatabaseURL, line)
+	} else {
+		checkDatabase(ctx, cfg.DB, line)
+	}
 
 	api := slackClient(cfg)
 	sctx, cancel := context.WithTimeout(ctx, checkTimeout)
@@ -121,4 +126,23 @@ func checkDatabase(ctx context.Context, path string, line func(name string, err 
 		parts[i] = fmt.Sprintf("%s %d (%s, moved aside %s)", r.Kind, r.Key, r.Reason, r.At.Format(time.RFC3339))
 	}
 	line("quarantine", fmt.Errorf("%d record(s) could not be read and were moved aside: %s; everything else carries on. A newer rolegate may read them: upgrade, or remove them with bbolt's tools once looked at", len(q), strings.Join(parts, "; ")), "")
+}
+
+// checkPostgres reaches the database of ROLEGATE_DATABASE_URL and reports
+// the server's version and the schema state, changing nothing (the bot
+// migrates at start, not check).
+func checkPostgres(ctx context.Context, url string, line func(name string, err error, ok string)) {
+	cctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+	in, err := pgstore.Inspect(cctx, url)
+	if err != nil {
+		line("database", fmt.Errorf("PostgreSQL (ROLEGATE_DATABASE_URL) unreachable: %w", err), "")
+		return
+	}
+	switch {
+	case in.Migrations.Applied > in.Migrations.Known:
+		line("database", fmt.Errorf("PostgreSQL %s: %s", in.Version, in.Migrations), "")
+	default:
+		line("database", nil, fmt.Sprintf("PostgreSQL %s; %s", in.Version, in.Migrations))
+	}
 }

@@ -30,8 +30,8 @@ rolegate requests for that role:
            list (removed outside rolegate; or its project or group is gone)
 and exits 1 when there is any, or prints
   no differences: N projects, M groups checked
-and exits 0. It reads a snapshot of ROLEGATE_DB (so it works while the bot
-runs) and makes one read-only OpenAI call per group with OPENAI_ADMIN_KEY;
+and exits 0. It reads a snapshot of ROLEGATE_DB, or the PostgreSQL database
+when ROLEGATE_DATABASE_URL is set (so it works while the bot runs), and makes one read-only OpenAI call per group with OPENAI_ADMIN_KEY;
 it changes nothing. When OpenAI cannot be read it says so and exits 1
 without a report. A role being assigned or revoked at that very moment can
 show up once: run it again.
@@ -53,7 +53,7 @@ func runDrift(ctx context.Context, args []string, getenv func(string) string, st
 		printConfigProblems(stderr, err)
 		return exitError{"bad configuration"}
 	}
-	store, cleanup, err := auditSnapshot(getenv, stderr)
+	store, cleanup, err := auditSnapshot(ctx, getenv, stderr)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@
 //	bot check            validate the configuration and reach Slack and OpenAI
 //	bot requests         list stored requests
 //	bot drift            compare rolegate's grants with OpenAI's assignments
+//	bot migrate-store    copy the bbolt file into PostgreSQL and verify it
 //	bot healthcheck      probe the running bot's /healthz
 //	bot demo             the whole flow against built-in fakes, printed as text
 //	bot help [command]   print usage, or one command's help
@@ -105,6 +106,14 @@ func commandTable() []subcommand {
 			Summary: "compare what rolegate granted with the roles OpenAI lists; exit 1 on any difference",
 			Help:    driftHelp,
 			Run:     runDrift,
+		},
+		{
+			Name:    "migrate-store",
+			Summary: "copy the bbolt file into PostgreSQL (--to \"$ROLEGATE_DATABASE_URL\") and verify the copy",
+			Help:    migrateStoreHelp,
+			Run: func(ctx context.Context, args []string, getenv func(string) string, stdout, _ io.Writer) error {
+				return migrateStore(ctx, args, getenv, stdout)
+			},
 		},
 		{
 			Name:    "healthcheck",

@@ -20,6 +20,7 @@ import (
 
 	"github.com/rolegate/rolegate/internal/approvals"
 	"github.com/rolegate/rolegate/internal/openai"
+	"github.com/rolegate/rolegate/internal/pgstore"
 	"github.com/rolegate/rolegate/internal/slackapp"
 )
 
@@ -30,7 +31,7 @@ const shutdownTimeout = 10 * time.Second
 // its long-lived actors, and stops them.
 func serve(ctx context.Context, cfg *Config, stderr io.Writer) error {
 	log := newLogger(cfg, stderr)
-	p, err := wire(cfg, log)
+	p, err := wire(ctx, cfg, log)
 	if err != nil {
 		return err // wire logged what to fix
 	}
@@ -43,7 +44,8 @@ func serve(ctx context.Context, cfg *Config, stderr io.Writer) error {
 type process struct {
 	cfg     *Config
 	log     *slog.Logger
-	store   *approvals.BoltStore
+	store   servedStore
+	where   string // the store, for the log: never the URL
 	catalog *openai.CachedCatalog
 	app     *slackapp.App
 	worker  *approvals.Worker
@@ -56,18 +58,18 @@ type process struct {
 
 // wire builds every part from cfg. It logs what to fix and returns an
 // exitError when a part cannot be built.
-func wire(cfg *Config, log *slog.Logger) (*process, error) {
+func wire(ctx context.Context, cfg *Config, log *slog.Logger) (*process, error) {
 	policy, err := cfg.policy()
 	if err != nil {
 		log.Error("Cannot use the policy", "err", err)
 		return nil, exitError{err.Error()}
 	}
-	store, err := approvals.Open(cfg.DB)
+	store, where, err := openStore(ctx, cfg, log)
 	if err != nil {
 		log.Error("Cannot open the database", "err", err)
 		return nil, exitError{err.Error()}
 	}
-	p := &process{cfg: cfg, log: log, store: store}
+	p := &process{cfg: cfg, log: log, store: store, where: where}
 	reg := prometheus.NewRegistry()
 	metrics := newMetrics(reg, store, log, cfg.DryRun)
 	api := slackClient(cfg)
@@ -205,7 +207,7 @@ func (p *process) logStarted() {
 	if p.runner != nil {
 		mode = "socket"
 	}
-	p.log.Info("rolegate started", "mode", mode, "addr", p.ln.Addr().String(), "db", cfg.DB,
+	p.log.Info("rolegate started", "mode", mode, "addr", p.ln.Addr().String(), "db", p.where,
 		"approvers", len(cfg.approvers), "approvals_required", cfg.ApprovalsRequired, "request_ttl", cfg.RequestTTL.String(),
 		"policy", cfg.Policy, "dry_run", cfg.DryRun)
 	if cfg.DryRun {
@@ -238,6 +240,32 @@ func (p *process) readyz(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintln(w, "ready: "+st.String())
 		}
 	}
+}
+
+// servedStore is the store a process runs on: either engine.
+type servedStore interface {
+	approvals.Store
+	Close() error
+}
+
+// openStore opens PostgreSQL when ROLEGATE_DATABASE_URL is set (several
+// replicas may share it), else the bbolt file ROLEGATE_DB (one process).
+// where names it for the log, never with the URL (it holds a password).
+func openStore(ctx context.Context, cfg *Config, log *slog.Logger) (s servedStore, where string, err error) {
+	if cfg.DatabaseURL != "" {
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		pg, err := pgstore.Open(octx, cfg.DatabaseURL, pgstore.Options{Logger: log})
+		if err != nil {
+			return nil, "", err
+		}
+		return pg, "postgresql (ROLEGATE_DATABASE_URL)", nil
+	}
+	b, err := approvals.Open(cfg.DB)
+	if err != nil {
+		return nil, "", err
+	}
+	return b, cfg.DB, nil
 }
 
 func slackClient(cfg *Config) *slack.Client {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/rolegate/rolegate/internal/approvals"
 	"github.com/rolegate/rolegate/internal/approvals/approvalstest"
+	"github.com/rolegate/rolegate/internal/pgstore"
 	"github.com/rolegate/rolegate/internal/slackapp"
 )
 
@@ -207,7 +208,7 @@ func measure(ctx context.Context, o *options, bin, dir, seeded string, runIndex 
 	if err := b.stop(); err != nil {
 		return nil, fmt.Errorf("stop bot: %w", err)
 	}
-	applied, err := countApplied(ctx, db)
+	applied, err := countApplied(ctx, db, env["ROLEGATE_DATABASE_URL"])
 	if err != nil {
 		return nil, err
 	}
@@ -274,7 +275,16 @@ func startups(ctx context.Context, o *options, bin string, f *fakes, db, dir str
 	return median(times), median(rss), nil
 }
 
-func countApplied(ctx context.Context, db string) (int, error) {
+func countApplied(ctx context.Context, db, databaseURL string) (int, error) {
+	if databaseURL != "" { // the bot ran on PostgreSQL (-bot-env ROLEGATE_DATABASE_URL=…)
+		s, err := pgstore.Open(ctx, databaseURL, pgstore.Options{NoListen: true, NoRenew: true})
+		if err != nil {
+			return 0, err
+		}
+		defer s.Close()
+		rs, err := s.List(ctx, approvals.ListOptions{State: approvals.StateApplied})
+		return len(rs), err
+	}
 	s, err := approvals.Open(db)
 	if err != nil {
 		return 0, err

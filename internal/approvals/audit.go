@@ -438,20 +438,31 @@ func (s *BoltStore) VerifyChain(ctx context.Context) (VerifyResult, error) {
 		if tx.Bucket(bucketMeta).Get(metaHead) == nil {
 			seq, head = 0, GenesisHash
 		}
-		switch {
-		case seq > res.HeadSeq:
-			res.Problem = &ChainProblem{Seq: res.HeadSeq + 1, Kind: ProblemDropped,
-				Detail: fmt.Sprintf("the log ends at event %d, but rolegate last wrote event %d (%s)", res.HeadSeq, seq, head)}
-		case seq < res.HeadSeq:
-			res.Problem = &ChainProblem{Seq: seq + 1, Kind: ProblemInserted,
-				Detail: fmt.Sprintf("rolegate last wrote event %d (%s), but the log goes on to event %d", seq, head, res.HeadSeq)}
-		case head != res.Head:
-			res.Problem = &ChainProblem{Seq: seq, Kind: ProblemEdited,
-				Detail: fmt.Sprintf("its hash %s is not the %s rolegate recorded when it wrote it", res.Head, head)}
-		}
+		res.CheckHead(seq, head)
 		return nil
 	})
 	return res, err
+}
+
+// CheckHead compares the end of an intact run verified from event 1 with
+// the head (seq, head) the store recorded with its last write, and sets
+// r.Problem when they differ: events dropped from the end, added after it,
+// or the last one replaced. Every engine's VerifyChain ends with it.
+func (r *VerifyResult) CheckHead(seq uint64, head string) {
+	if r.Problem != nil {
+		return
+	}
+	switch {
+	case seq > r.HeadSeq:
+		r.Problem = &ChainProblem{Seq: r.HeadSeq + 1, Kind: ProblemDropped,
+			Detail: fmt.Sprintf("the log ends at event %d, but rolegate last wrote event %d (%s)", r.HeadSeq, seq, head)}
+	case seq < r.HeadSeq:
+		r.Problem = &ChainProblem{Seq: seq + 1, Kind: ProblemInserted,
+			Detail: fmt.Sprintf("rolegate last wrote event %d (%s), but the log goes on to event %d", seq, head, r.HeadSeq)}
+	case head != r.Head:
+		r.Problem = &ChainProblem{Seq: seq, Kind: ProblemEdited,
+			Detail: fmt.Sprintf("its hash %s is not the %s rolegate recorded when it wrote it", r.Head, head)}
+	}
 }
 
 // decodeLine decodes one exported line.

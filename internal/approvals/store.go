@@ -131,7 +131,25 @@ type Quarantined struct {
 // Store keeps requests, their audit trail and the outbox. Every method is
 // one transaction; every write that changes a request also appends its
 // audit event and queues its jobs in that transaction. Implementations are
-// safe for concurrent use. The bbolt engine (*BoltStore) is the default.
+// safe for concurrent use. The bbolt engine (*BoltStore) is the default;
+// internal/pgstore keeps the same guarantees in PostgreSQL for several
+// processes at once.
+//
+// Leases. An engine shared by several processes (replicas) hands each job
+// to one of them at a time: DueJobs claims the jobs it returns for a lease
+// (pgstore: 15 s, renewed while the process lives), and RetryJob,
+// CompleteJob and Update with the job as doneJob release it (RetryJob
+// keeps it when the job records an attempt under way, Tries > Attempts,
+// as the Worker stores before an assignment's first attempt). While a job is
+// leased no other process is handed it or any later job of its lane; when
+// the holder dies its leases lapse and another process takes the jobs over.
+// The claiming process itself is handed its own leased jobs again unless
+// their lanes are in skip (the Worker passes the lanes it is running), so a
+// job it dropped without releasing is not stuck. A job is still run at
+// least once, not exactly once: a holder cut off from the database past its
+// lease may finish a job another process has taken over, which is why jobs
+// check before they act (Granter lists before it POSTs). bbolt serves one
+// process, so it has nothing to lease.
 type Store interface {
 	// Create stores a new request built from n by start (which sets its
 	// state, rule and expiry and returns the creation's transition), unless
@@ -168,7 +186,9 @@ type Store interface {
 	// Slack messages that may run at now, each oldest first and at most one
 	// per lane; lanes in skip are passed over. next is the earliest NotBefore
 	// of a job scanned but not yet due (zero if none). A job that cannot
-	// be decoded comes back with Corrupt set.
+	// be decoded comes back with Corrupt set. A shared engine claims the
+	// jobs it returns (see Leases above) and also counts, in next, the end
+	// of the earliest lease another process holds.
 	DueJobs(ctx context.Context, now time.Time, skip map[uint64]bool, limit JobLimit) (jobs []Job, next time.Time, err error)
 	// RetryJob stores j back (attempts, error, NotBefore updated by the
 	// caller), unless it was completed meanwhile.
@@ -188,6 +208,8 @@ type Store interface {
 	Counts(ctx context.Context) (Counts, error)
 	// Changes is signalled (without blocking) after every commit that
 	// queues work or changes a wake-up, so the Worker wakes without polling.
+	// A shared engine also signals it for other processes' commits
+	// (pgstore: LISTEN/NOTIFY), best effort: the Worker still polls.
 	Changes() <-chan struct{}
 	// Ping reports whether the store can be read.
 	Ping(ctx context.Context) error
@@ -198,4 +220,14 @@ type Counts struct {
 	Open        map[State]int
 	Jobs        int
 	Quarantined int
+}
+
+// Rememberer is implemented by engines that can deduplicate deliveries
+// across processes (pgstore): Socket Mode may hand the same envelope to
+// more than one replica's connection. Remember records key for ttl and
+// reports whether it was the first time; a key seen again within ttl
+// returns false. A single-process engine does not need it: an in-memory
+// set does the same.
+type Rememberer interface {
+	Remember(ctx context.Context, key string, ttl time.Duration) (first bool, err error)
 }

@@ -1,0 +1,391 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rolegate/rolegate/internal/approvals"
+	"github.com/rolegate/rolegate/internal/openai/openaitest"
+	"github.com/rolegate/rolegate/internal/pgstore"
+	"github.com/rolegate/rolegate/internal/pgtest"
+	"github.com/rolegate/rolegate/internal/slackapp"
+	"github.com/rolegate/rolegate/internal/slackapp/slackfake"
+	"github.com/rolegate/rolegate/internal/testbin"
+)
+
+// replicas is n in-process bots sharing one PostgreSQL database, one fake
+// Slack and one fake OpenAI, as replicas behind a load balancer share
+// Slack's and OpenAI's real ones.
+type replicas struct {
+	bots  []*bot
+	slack *slackfake.Server
+	oa    *openaitest.Server
+	store *pgstore.Store // the test's own view of the database
+}
+
+func newReplicas(t *testing.T, n int) *replicas {
+	t.Helper()
+	url := pgtest.URL(t)
+	sl := slackfake.New(testBotToken)
+	t.Cleanup(sl.Close)
+	oa := openaitest.NewServer(testAdminKey)
+	t.Cleanup(oa.Close)
+	env := testEnv(t, sl, oa, map[string]string{"ROLEGATE_DATABASE_URL": url})
+	rs := &replicas{slack: sl, oa: oa}
+	for i := range n {
+		e := make(map[string]string, len(env))
+		for k, v := range env {
+			e[k] = v
+		}
+		b := &bot{t: t, slack: sl, openai: oa, logs: &syncBuffer{}, env: e}
+		b.seq.Store(int64(i) * 1_000_000) // distinct trigger ids per replica
+		b.start()
+		t.Cleanup(b.stop)
+		rs.bots = append(rs.bots, b)
+	}
+	s, err := pgstore.Open(t.Context(), url, pgstore.Options{NoListen: true, NoRenew: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	rs.store = s
+	return rs
+}
+
+func (rs *replicas) get(t *testing.T, id uint64) approvals.Request {
+	t.Helper()
+	r, err := rs.store.Get(context.Background(), id)
+	if err != nil {
+		t.Fatalf("Get(%d): %v", id, err)
+	}
+	return r
+}
+
+// settled waits until every request in want is in its wanted state and
+// the outbox is empty.
+func (rs *replicas) settled(t *testing.T, want map[uint64]approvals.State) {
+	t.Helper()
+	rs.bots[0].waitFor("every request to settle and the outbox to empty", func() bool {
+		for id, st := range want {
+			if rs.get(t, id).State != st {
+				return false
+			}
+		}
+		c, err := rs.store.Counts(context.Background())
+		return err == nil && c.Jobs == 0
+	})
+}
+
+// approvalMessages counts the top-level messages of request id.
+func (rs *replicas) approvalMessages(id uint64) int {
+	header := fmt.Sprintf("Role assignment request #%d\n", id)
+	n := 0
+	for _, m := range rs.slack.Messages(testChannel) {
+		if m.ThreadTS == "" && strings.Contains(m.VisibleText(), header) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestReplicasServeOneBurstTogether: three replicas on one database; each
+// command goes to one replica and its click to another (as a load
+// balancer spreads them). Every request ends right, each approved one is
+// assigned by exactly one POST, each approval message is posted once and
+// kept up to date, and the audit trail has one decision per request.
+func TestReplicasServeOneBurstTogether(t *testing.T) {
+	t.Parallel()
+	rs := newReplicas(t, 3)
+	const n = 24
+	for i := range n {
+		rs.oa.AddGroup(fmt.Sprintf("group_r%02d", i), fmt.Sprintf("Replica team %d", i), false)
+	}
+	ids := make([]uint64, n)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var failures []string
+	for i := range n {
+		wg.Go(func() {
+			b := rs.bots[i%len(rs.bots)]
+			form := b.commandForm(requester, testChannel, fmt.Sprintf("proj_abc group_r%02d role_01 burst %d", i, i))
+			resp, err := b.driver().Command(context.Background(), form)
+			mu.Lock()
+			defer mu.Unlock()
+			var id uint64
+			if err != nil || resp.Status != http.StatusOK {
+				failures = append(failures, fmt.Sprintf("command %d: %v %+v", i, err, resp))
+				return
+			}
+			if _, err := fmt.Sscanf(string(resp.Body), `{"response_type":"ephemeral","text":"Request #%d is being checked`, &id); err != nil {
+				failures = append(failures, fmt.Sprintf("command %d answered %s", i, resp.Body))
+				return
+			}
+			ids[i] = id
+		})
+	}
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatalf("commands failed: %v", failures)
+	}
+
+	want := map[uint64]approvals.State{}
+	for i, id := range ids {
+		b := rs.bots[(i+1)%len(rs.bots)] // the click reaches another replica
+		msg := b.approvalMessage(id)
+		action, state := slackapp.ActionApprove, approvals.StateApplied
+		if i%4 == 3 {
+			action, state = slackapp.ActionDeny, approvals.StateDenied
+		}
+		want[id] = state
+		wg.Go(func() {
+			// Two approvers click at once on two more replicas: one decision.
+			for k, who := range []string{approverAna, approverBob} {
+				c := rs.bots[(i+1+k)%len(rs.bots)]
+				cb := clickPayload(who, testChannel, action, strconv.FormatUint(id, 10), msg.TS, rs.slack.NewResponseURLFor(testChannel, who, msg.TS))
+				if action == slackapp.ActionDeny {
+					// The deny modal's submission, where a Deny is decided.
+					cb = denySubmissionPayload(who, testChannel, id, "not during the freeze")
+				}
+				if resp, err := c.driver().Interaction(context.Background(), cb); err != nil || resp.Status != http.StatusOK {
+					mu.Lock()
+					failures = append(failures, fmt.Sprintf("click on %d: %v %+v", id, err, resp))
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatalf("clicks failed: %v", failures)
+	}
+	rs.settled(t, want)
+
+	applied := 0
+	for i, id := range ids {
+		r := rs.get(t, id)
+		if got := rs.approvalMessages(id); got != 1 {
+			t.Errorf("request %d has %d approval messages, want 1", id, got)
+		}
+		evs, err := rs.store.Audit(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		decisions := 0
+		for _, e := range evs {
+			if e.Action == approvals.ActionApprove || e.Action == approvals.ActionDeny {
+				decisions++
+			}
+		}
+		if decisions != 1 {
+			t.Errorf("request %d audit has %d decisions, want 1: %+v", id, decisions, evs)
+		}
+		if r.State == approvals.StateApplied {
+			applied++
+			if got := rs.oa.Assignments("proj_abc", fmt.Sprintf("group_r%02d", i)); len(got) != 1 {
+				t.Errorf("request %d: group holds %v, want role_01 once", id, got)
+			}
+		}
+	}
+	if got := rs.oa.AssignPOSTs(); got != applied {
+		t.Errorf("%d assignment POSTs for %d applied requests, want exactly one each", got, applied)
+	}
+	if applied != n-n/4 {
+		t.Errorf("%d requests applied, want %d", applied, n-n/4)
+	}
+}
+
+// TestReplicaStoppedMidBurstHandsOverItsWork: a replica that stops while
+// requests wait on it (a rolling deploy) leaves nothing behind: the others
+// take its jobs and every request ends right.
+func TestReplicaStoppedMidBurstHandsOverItsWork(t *testing.T) {
+	t.Parallel()
+	rs := newReplicas(t, 2)
+	const n = 8
+	for i := range n {
+		rs.oa.AddGroup(fmt.Sprintf("group_s%02d", i), fmt.Sprintf("Stop team %d", i), false)
+	}
+	var ids []uint64
+	for i := range n {
+		ids = append(ids, rs.bots[0].request(requester, fmt.Sprintf("proj_abc group_s%02d role_01 stop %d", i, i)))
+	}
+	want := map[uint64]approvals.State{}
+	for i, id := range ids {
+		if i == n/2 {
+			rs.bots[0].stop() // mid-burst: the rest is clicked on the survivor
+		}
+		b := rs.bots[1]
+		msg := b.approvalMessage(id)
+		cb := clickPayload(approverAna, testChannel, slackapp.ActionApprove, strconv.FormatUint(id, 10), msg.TS, rs.slack.NewResponseURLFor(testChannel, approverAna, msg.TS))
+		if resp, err := b.driver().Interaction(context.Background(), cb); err != nil || resp.Status != http.StatusOK {
+			t.Fatalf("click on %d: %v %+v", id, err, resp)
+		}
+		want[id] = approvals.StateApplied
+	}
+	rs.settled(t, want)
+	// Slack messages are at least once across a stop, as across a bbolt
+	// restart: the stop cancels a post in flight, and the survivor cannot
+	// know whether it reached Slack. Assignments are exactly once.
+	repeated := 0
+	for _, id := range ids {
+		got := rs.approvalMessages(id)
+		if got == 0 {
+			t.Errorf("request %d has no approval message", id)
+		}
+		repeated += max(got-1, 0)
+		if ts := rs.get(t, id).MessageTS; ts == "" {
+			t.Errorf("request %d has no message ts stored", id)
+		}
+	}
+	if repeated > 0 {
+		t.Logf("%d approval messages posted again after the stop cut their first post short (at least once)", repeated)
+	}
+	if got := rs.oa.AssignPOSTs(); got != n {
+		t.Errorf("%d assignment POSTs, want %d", got, n)
+	}
+}
+
+// TestReadyzFailsWhileTheDatabaseIsUnreachable: a replica whose database
+// goes away stops taking traffic (/readyz 503, so the load balancer sends
+// Slack to the others) and is ready again once it is back.
+func TestReadyzFailsWhileTheDatabaseIsUnreachable(t *testing.T) {
+	t.Parallel()
+	srv, err := pgtest.Start() // a server of its own: this test stops it
+	if err != nil {
+		if errors.Is(err, pgtest.ErrNoServer) && os.Getenv("CI") != "true" {
+			t.Skipf("SKIPPING: %v", err)
+		}
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	url, err := srv.CreateDatabase(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBot(t, map[string]string{"ROLEGATE_DATABASE_URL": url})
+	readyz := func() int {
+		resp, err := http.Get("http://" + b.addr + "/readyz")
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := readyz(); got != http.StatusOK {
+		t.Fatalf("/readyz = %d with the database up", got)
+	}
+	srv.Stop()
+	b.waitFor("/readyz to fail without the database", func() bool { return readyz() == http.StatusServiceUnavailable })
+}
+
+// TestReplicaKilledMidBurstWorkIsTakenOver runs the real binary twice on
+// one database and SIGKILLs one replica while assignments and messages are
+// in flight on it. The survivor takes its jobs over once their leases
+// lapse (15 s): every request is applied with exactly one assignment POST
+// (the worker lists before it POSTs), and every approval message exists.
+func TestReplicaKilledMidBurstWorkIsTakenOver(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("waits out a 15 s lease")
+	}
+	url := pgtest.URL(t)
+	bin, err := testbin.BuildOnce(testbin.BuildOptions{Race: testbin.RaceEnabled()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl := slackfake.New(testBotToken)
+	t.Cleanup(sl.Close)
+	oa := openaitest.NewServer(testAdminKey)
+	t.Cleanup(oa.Close)
+	env := testEnv(t, sl, oa, map[string]string{"ROLEGATE_DATABASE_URL": url, "ROLEGATE_LOG_LEVEL": "info"})
+	delete(env, "ROLEGATE_ADDR")
+	var procs []*testbin.Proc
+	var bots []*bot
+	for i := range 2 {
+		logs := &syncBuffer{}
+		p, err := testbin.Start(bin, testbin.Options{Env: env, Output: logs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Kill(5 * time.Second) })
+		ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+		if _, err := p.WaitHTTP(ctx, "/readyz", 20*time.Millisecond); err != nil {
+			cancel()
+			t.Fatalf("replica %d not ready: %v\n%s", i, err, logs.String())
+		}
+		cancel()
+		b := &bot{t: t, slack: sl, openai: oa, env: env, addr: p.Addr(), logs: logs}
+		b.seq.Store(int64(i) * 1_000_000)
+		procs, bots = append(procs, p), append(bots, b)
+	}
+	s, err := pgstore.Open(t.Context(), url, pgstore.Options{NoListen: true, NoRenew: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+
+	const n = 10
+	for i := range n {
+		oa.AddGroup(fmt.Sprintf("group_k%02d", i), fmt.Sprintf("Kill team %d", i), false)
+	}
+	var ids []uint64
+	for i := range n {
+		ids = append(ids, bots[0].request(requester, fmt.Sprintf("proj_abc group_k%02d role_01 kill %d", i, i)))
+	}
+	// Every approval message is up before the clicks (a post held by the
+	// victim would only appear after its lease, beyond waitFor's patience).
+	msgs := make([]slackfake.Message, n)
+	for i, id := range ids {
+		msgs[i] = bots[1].approvalMessage(id)
+	}
+	// Slow OpenAI down so the victim's assignments are under way when it dies.
+	oa.SetDelay(300 * time.Millisecond)
+	for i, id := range ids {
+		msg := msgs[i]
+		target := bots[i%2]
+		if procs[0].State() != nil {
+			target = bots[1]
+		}
+		cb := clickPayload(approverAna, testChannel, slackapp.ActionApprove, strconv.FormatUint(id, 10), msg.TS, sl.NewResponseURLFor(testChannel, approverAna, msg.TS))
+		if resp, err := target.driver().Interaction(context.Background(), cb); err != nil || resp.Status != http.StatusOK {
+			t.Fatalf("click on %d: %v %+v", id, err, resp)
+		}
+		if i == n/2 {
+			procs[0].Kill(5 * time.Second) // SIGKILL, mid-burst
+		}
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		all := true
+		for _, id := range ids {
+			r, err := s.Get(context.Background(), id)
+			if err != nil || r.State != approvals.StateApplied {
+				all = false
+			}
+		}
+		c, _ := s.Counts(context.Background())
+		if all && c.Jobs == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not every request applied 90 s after the kill (jobs left %d)\nsurvivor's log:\n%s", c.Jobs, bots[1].logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := oa.AssignPOSTs(); got != n {
+		t.Errorf("%d assignment POSTs for %d requests, want exactly one each", got, n)
+	}
+	rs := &replicas{slack: sl}
+	for _, id := range ids {
+		if rs.approvalMessages(id) == 0 {
+			t.Errorf("request %d has no approval message", id)
+		}
+	}
+}

@@ -1,0 +1,255 @@
+package pgstore
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/rolegate/rolegate/internal/approvals"
+	"github.com/rolegate/rolegate/internal/approvals/storetest"
+	"github.com/rolegate/rolegate/internal/pgtest"
+)
+
+func create(t *testing.T, s approvals.Store) approvals.Request {
+	t.Helper()
+	now := time.Now().UTC()
+	r, _, err := s.Create(t.Context(), storetest.NewRequest(), now, 0, storetest.PendingStart(now, time.Hour, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// lapseLeases stands for a lease's time passing: it moves every lease held
+// by owner into the past, as if the 15 s had gone by without renewal.
+func lapseLeases(t *testing.T, url, owner string) {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	if _, err := conn.Exec(t.Context(), "UPDATE jobs SET leased_until = now() - interval '1 millisecond' WHERE leased_by = $1", owner); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDeadReplicasJobIsTakenOverAfterItsLeaseNotBefore(t *testing.T) {
+	url := pgtest.URL(t)
+	dead := openURL(t, url, Options{Owner: "dead", NoRenew: true})
+	live := openURL(t, url, Options{Owner: "live"})
+	r := create(t, dead)
+
+	claimed, _, err := dead.DueJobs(t.Context(), time.Now(), nil, approvals.Each(10))
+	if err != nil || len(claimed) != 1 || claimed[0].RequestID != r.ID {
+		t.Fatalf("first replica's DueJobs = %+v, %v; want request %d's post", claimed, err, r.ID)
+	}
+	// The replica "dies" holding the job: it neither renews nor releases.
+	before := time.Now()
+	jobs, next, err := live.DueJobs(t.Context(), before, nil, approvals.Each(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 0 {
+		t.Fatalf("another replica got %+v while the lease holds: the job would run twice", jobs)
+	}
+	if next.IsZero() || next.Before(before) || next.After(before.Add(DefaultLease+time.Second)) {
+		t.Errorf("next = %v, want the lease's end (within %s of %v) so the worker looks again then", next, DefaultLease, before)
+	}
+	lapseLeases(t, url, "dead")
+	jobs, _, err = live.DueJobs(t.Context(), time.Now(), nil, approvals.Each(10))
+	if err != nil || len(jobs) != 1 || jobs[0].ID != claimed[0].ID {
+		t.Fatalf("after the lease lapsed: %+v, %v; want job %d taken over", jobs, err, claimed[0].ID)
+	}
+	// Now the live replica holds it: the dead one (were it to come back) does not get it.
+	if again, _, _ := dead.DueJobs(t.Context(), time.Now(), nil, approvals.Each(10)); len(again) != 0 {
+		t.Errorf("the job went back to the replica that lost it: %+v", again)
+	}
+	// Its later jobs stay in order: completing the post frees the lane for the next.
+	if _, err := live.Update(t.Context(), r.ID, jobs[0].ID, func(x *approvals.Request) (approvals.Transition, error) {
+		return approvals.RecordPosted(x, "1700000000.000001", time.Now())
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// Recording the post queues the requester's "pending" message, next in
+	// the lane: it is handed out now that the post is done.
+	next2, _, err := live.DueJobs(t.Context(), time.Now(), nil, approvals.Each(10))
+	if err != nil || len(next2) != 1 || next2[0].Kind != approvals.NotifyRequester(approvals.StatePending) {
+		t.Errorf("after the post was recorded: %+v, %v; want only the requester's pending message", next2, err)
+	}
+}
+
+func TestLiveReplicaRenewsItsLeases(t *testing.T) {
+	url := pgtest.URL(t)
+	a := openURL(t, url, Options{Owner: "a", NoRenew: true})
+	b := openURL(t, url, Options{Owner: "b"})
+	create(t, a)
+	if jobs, _, _ := a.DueJobs(t.Context(), time.Now(), nil, approvals.Each(10)); len(jobs) != 1 {
+		t.Fatalf("claim: %+v", jobs)
+	}
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	// Nearly lapsed; a renewal (what the background loop does every
+	// Lease/3) pushes it a whole lease ahead again.
+	if _, err := conn.Exec(t.Context(), "UPDATE jobs SET leased_until = now() + interval '1 second'"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.renewLeases(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var left time.Duration
+	if err := conn.QueryRow(t.Context(), "SELECT leased_until - now() FROM jobs").Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	if left < DefaultLease-2*time.Second {
+		t.Errorf("lease has %v left after renewal, want about %v", left, DefaultLease)
+	}
+	// A lapsed lease is not taken back by a renewal.
+	lapseLeases(t, url, "a")
+	if err := a.renewLeases(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if jobs, _, _ := b.DueJobs(t.Context(), time.Now(), nil, approvals.Each(10)); len(jobs) != 1 {
+		t.Errorf("a lapsed lease was renewed: the other replica got %+v", jobs)
+	}
+}
+
+func TestClosingReleasesLeasesAtOnce(t *testing.T) {
+	url := pgtest.URL(t)
+	a, err := Open(t.Context(), url, Options{Owner: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := openURL(t, url, Options{Owner: "b"})
+	create(t, a)
+	if jobs, _, _ := a.DueJobs(t.Context(), time.Now(), nil, approvals.Each(10)); len(jobs) != 1 {
+		t.Fatalf("claim: %+v", jobs)
+	}
+	a.Close() // a rolling deploy stops a replica gracefully
+	if jobs, _, _ := b.DueJobs(t.Context(), time.Now(), nil, approvals.Each(10)); len(jobs) != 1 {
+		t.Errorf("after the holder closed, the other replica got %+v, want the job at once", jobs)
+	}
+}
+
+func TestReplicasClaimEachJobOnce(t *testing.T) {
+	url := pgtest.URL(t)
+	stores := []*Store{openURL(t, url, Options{Owner: "a"}), openURL(t, url, Options{Owner: "b"}), openURL(t, url, Options{Owner: "c"})}
+	const n = 30
+	for range n {
+		create(t, stores[0])
+	}
+	var mu sync.Mutex
+	got := map[uint64]string{}
+	var wg sync.WaitGroup
+	for _, s := range stores {
+		wg.Go(func() {
+			busy := map[uint64]bool{} // as the Worker passes the lanes it runs
+			for range 20 {
+				jobs, _, err := s.DueJobs(t.Context(), time.Now(), busy, approvals.Each(4))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				for _, j := range jobs {
+					if other, dup := got[j.ID]; dup && other != s.Owner() {
+						t.Errorf("job %d handed to %s and %s", j.ID, other, s.Owner())
+					}
+					got[j.ID] = s.Owner()
+					busy[j.Lane()] = true
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(got) != n {
+		t.Errorf("%d distinct jobs claimed, want all %d", len(got), n)
+	}
+}
+
+func TestChangesReachOtherReplicas(t *testing.T) {
+	url := pgtest.URL(t)
+	a := openURL(t, url)
+	b := openURL(t, url)
+	// Drain what opening signalled, then wait for b's LISTEN to be up: a
+	// notification before it would be missed (the poll covers that in
+	// production).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		select {
+		case <-b.Changes():
+		default:
+		}
+		create(t, a)
+		select {
+		case <-b.Changes():
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a write on one replica never signalled another's Changes")
+		}
+	}
+}
+
+func TestRemember(t *testing.T) {
+	url := pgtest.URL(t)
+	a, b := openURL(t, url), openURL(t, url)
+	first, err := a.Remember(t.Context(), "env-1", time.Minute)
+	if err != nil || !first {
+		t.Fatalf("first Remember = %v, %v", first, err)
+	}
+	if again, err := b.Remember(t.Context(), "env-1", time.Minute); err != nil || again {
+		t.Errorf("the same envelope on another replica: first = %v, %v; want false", again, err)
+	}
+	if other, _ := b.Remember(t.Context(), "env-2", time.Minute); !other {
+		t.Errorf("another envelope was taken for a repeat")
+	}
+	if first, _ := a.Remember(t.Context(), "short", -time.Second); !first {
+		t.Fatal("short")
+	}
+	if again, _ := a.Remember(t.Context(), "short", time.Minute); !again {
+		t.Errorf("a key past its time is still remembered")
+	}
+}
+
+func TestConcurrentStartMigratesOnce(t *testing.T) {
+	url := pgtest.URL(t)
+	const n = 5
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			s, err := Open(t.Context(), url)
+			if err == nil {
+				s.Close()
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("replica %d failed to start: %v", i, err)
+		}
+	}
+	s := openURL(t, url)
+	var rows, heads int
+	if err := s.pool.QueryRow(t.Context(), "SELECT (SELECT count(*) FROM schema_migrations), (SELECT count(*) FROM chain_head)").Scan(&rows, &heads); err != nil {
+		t.Fatal(err)
+	}
+	ms, _ := migrations()
+	if rows != len(ms) || heads != 1 {
+		t.Errorf("schema_migrations has %d rows (want %d), chain_head %d rows (want 1): migrated more than once", rows, len(ms), heads)
+	}
+	st, err := s.Migrations(t.Context())
+	if err != nil || st.Applied != len(ms) || st.Known != len(ms) {
+		t.Errorf("Migrations = %+v, %v", st, err)
+	}
+}
