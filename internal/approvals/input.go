@@ -45,6 +45,11 @@ func CleanReason(s string) (string, error) {
 	if s == "" {
 		return "", fmt.Errorf("%w: a reason is required: say why the group needs this role", ErrInvalid)
 	}
+	if strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 && r != '\n' && r != '\t' && r != '\r' || r == 0x7f }) {
+		// A NUL cannot even be stored by PostgreSQL's JSON types, and no
+		// other control character belongs in a reason people read.
+		return "", fmt.Errorf("%w: the reason contains control characters", ErrInvalid)
+	}
 	if n := utf8.RuneCountInString(s); n > MaxReasonLen {
 		return "", fmt.Errorf("%w: the reason is %d characters long; keep it to %d", ErrInvalid, n, MaxReasonLen)
 	}

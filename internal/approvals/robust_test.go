@@ -573,3 +573,18 @@ func TestDueJobsBudgetsCallsAndMessagesApart(t *testing.T) {
 		t.Errorf("with no message budget: %+v, want three calls", jobs)
 	}
 }
+
+// TestReasonRefusesControlCharacters: a NUL or another control character
+// in a reason is refused at once (PostgreSQL's JSON cannot store a NUL);
+// newlines and tabs are kept.
+func TestReasonRefusesControlCharacters(t *testing.T) {
+	t.Parallel()
+	for _, bad := range []string{"need\x00it", "bell\a", "esc\x1b[31m", "del\x7f"} {
+		if _, err := CleanReason(bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("CleanReason(%q) = %v, want ErrInvalid", bad, err)
+		}
+	}
+	if got, err := CleanReason("line one\n\tline two"); err != nil || got != "line one\n\tline two" {
+		t.Errorf("a reason with a newline and a tab = %q, %v", got, err)
+	}
+}
