@@ -15,7 +15,7 @@ import (
 
 var (
 	bucketRequests   = []byte("requests") // id → request
-	bucketOpen       = []byte("open")     // id → requester (checking, pending, approved requests only)
+	bucketOpen       = []byte("open")     // id → state NUL requester (checking, pending, approved requests only; see openEntry)
 	bucketWakes      = []byte("wakes")    // id → unix nanos of Request.NextWake (when not zero)
 	bucketOutbox     = []byte("outbox")   // seq → job (Slack messages)
 	bucketCalls      = []byte("calls")    // seq → job calling OpenAI; seq shared with outbox
@@ -32,7 +32,7 @@ var (
 
 // indexLayout is the version of the derived indexes (open, wakes). A file
 // with an older layout has them rebuilt from the requests once, at open.
-const indexLayout = 3
+const indexLayout = 4
 
 // triggerKeep is how long a command's trigger id is remembered to recognise
 // a replayed delivery; Slack rejects signatures older than 5 minutes anyway.
@@ -270,7 +270,7 @@ func (s *BoltStore) Create(ctx context.Context, n NewRequest, now time.Time, max
 			}
 		}
 		if maxOpen > 0 {
-			if open := awaiting(tx, n.Requester); len(open) >= maxOpen {
+			if open := awaiting(tx, n.Requester, maxOpen); len(open) >= maxOpen {
 				return &TooManyOpenError{Limit: maxOpen, Open: open}
 			}
 		}
@@ -316,17 +316,28 @@ func (s *BoltStore) Create(ctx context.Context, n NewRequest, now time.Time, max
 	return r, created, nil
 }
 
-// awaiting lists requester's requests that are checking or pending.
-func awaiting(tx *bolt.Tx, requester string) []uint64 {
+// openEntry is the open index's value for r: its state and requester, so
+// the limit per requester, listing by requester and the metrics' counts
+// need not decode the requests.
+func openEntry(r *Request) []byte {
+	return append(append([]byte(r.State), 0), r.Requester...)
+}
+
+// parseOpenEntry splits an open index value.
+func parseOpenEntry(v []byte) (state State, requester string) {
+	s, req, _ := bytes.Cut(v, []byte{0})
+	return State(s), string(req)
+}
+
+// awaiting lists requester's requests that are checking or pending, oldest
+// first, stopping at limit: the index alone answers, without decoding a
+// request.
+func awaiting(tx *bolt.Tx, requester string, limit int) []uint64 {
 	var ids []uint64
 	c := tx.Bucket(bucketOpen).Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
-		if string(v) != requester {
-			continue
-		}
-		r, err := getRequest(tx, btoi(k))
-		if err == nil && r.State.Awaiting() {
-			ids = append(ids, r.ID)
+	for k, v := c.First(); k != nil && len(ids) < limit; k, v = c.Next() {
+		if state, req := parseOpenEntry(v); req == requester && state.Awaiting() {
+			ids = append(ids, btoi(k))
 		}
 	}
 	return ids
@@ -441,7 +452,7 @@ func (s *BoltStore) List(ctx context.Context, opt ListOptions) ([]Request, error
 		if opt.Open || opt.State.Open() {
 			c := tx.Bucket(bucketOpen).Cursor()
 			for k, v := c.Last(); k != nil; k, v = c.Prev() {
-				if opt.Requester != "" && string(v) != opt.Requester {
+				if _, req := parseOpenEntry(v); opt.Requester != "" && req != opt.Requester {
 					continue
 				}
 				r, err := getRequest(tx, btoi(k))
@@ -473,10 +484,9 @@ func (s *BoltStore) List(ctx context.Context, opt ListOptions) ([]Request, error
 func (s *BoltStore) Counts(ctx context.Context) (Counts, error) {
 	c := Counts{Open: map[State]int{}}
 	err := s.db.View(func(tx *bolt.Tx) error {
-		err := tx.Bucket(bucketOpen).ForEach(func(k, _ []byte) error {
-			if r, err := getRequest(tx, btoi(k)); err == nil {
-				c.Open[r.State]++
-			}
+		err := tx.Bucket(bucketOpen).ForEach(func(_, v []byte) error {
+			state, _ := parseOpenEntry(v)
+			c.Open[state]++
 			return nil
 		})
 		c.Jobs = tx.Bucket(bucketOutbox).Stats().KeyN + tx.Bucket(bucketCalls).Stats().KeyN
@@ -712,7 +722,7 @@ func index(tx *bolt.Tx, r *Request) error {
 	open, wakes := tx.Bucket(bucketOpen), tx.Bucket(bucketWakes)
 	var err error
 	if r.State.Open() {
-		err = open.Put(key, []byte(r.Requester))
+		err = open.Put(key, openEntry(r))
 	} else {
 		err = open.Delete(key)
 	}
