@@ -483,10 +483,17 @@ func (w *Worker) runJob(ctx context.Context, j Job) {
 // memory and backs off; it reports whether the record was made.
 func (w *Worker) record(ctx context.Context, log *slog.Logger, j Job, e *effect, change func(*Request) (Transition, error)) (Request, bool) {
 	r, err := w.Store.Update(ctx, j.RequestID, j.ID, change)
+	return r, w.recorded(ctx, log, j, e, err)
+}
+
+// recorded settles a record's outcome: done (the change was written, or
+// was moot), or a store failure that keeps the effect in memory and backs
+// off.
+func (w *Worker) recorded(ctx context.Context, log *slog.Logger, j Job, e *effect, err error) bool {
 	var np *NotPendingError
 	if err == nil || errors.As(err, &np) || errors.Is(err, ErrNotFound) {
 		w.forget(j.ID)
-		return r, true
+		return true
 	}
 	if e != nil {
 		w.mu.Lock()
@@ -494,7 +501,7 @@ func (w *Worker) record(ctx context.Context, log *slog.Logger, j Job, e *effect,
 		w.mu.Unlock()
 	}
 	w.storeFailed(ctx, log, j, "record the outcome", err)
-	return r, false
+	return false
 }
 
 // recordGrant is record for a change that needs the target's other grants.
@@ -507,23 +514,14 @@ func (w *Worker) recordGrant(ctx context.Context, log *slog.Logger, j Job, e *ef
 		return r, false
 	}
 	if err == nil {
+		// Completed apart: a refusal (ErrGrantEnding) must keep the job. A
+		// crash in between leaves a job that finds the request applied.
 		if err = w.Store.CompleteJob(ctx, j.ID); err != nil {
 			w.storeFailed(ctx, log, j, "complete the job", err)
 			return r, false
 		}
 	}
-	var np *NotPendingError
-	if err == nil || errors.As(err, &np) || errors.Is(err, ErrNotFound) {
-		w.forget(j.ID)
-		return r, true
-	}
-	if e != nil {
-		w.mu.Lock()
-		w.effects[j.ID] = *e
-		w.mu.Unlock()
-	}
-	w.storeFailed(ctx, log, j, "record the outcome", err)
-	return r, false
+	return r, w.recorded(ctx, log, j, e, err)
 }
 
 func (w *Worker) forget(jobID uint64) {
