@@ -77,8 +77,10 @@ func TestSlackTemporaryFaultsLoseNothing(t *testing.T) {
 
 	id := b.request(requester, defaultTarget+" through a flaky Slack")
 	b.approvalMessage(id)
+	// The first two posts are the approval message's 429 and its retry;
+	// the requester's pending DM may follow at once.
 	posts := calls.at("chat.postMessage")
-	if len(posts) != 2 {
+	if len(posts) < 2 {
 		t.Fatalf("%d chat.postMessage calls for the approval message, want a 429 and a retry", len(posts))
 	}
 	if gap, floor := posts[1].Sub(posts[0]), slow+retryAfter-20*time.Millisecond; gap < floor {
