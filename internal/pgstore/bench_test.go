@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -68,4 +69,96 @@ func BenchmarkClaims(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "claims/s")
 		})
 	}
+}
+
+// BenchmarkCreate stores new requests as a burst of slash commands does:
+// 100 callers at once, each with its own trigger id and the per-requester
+// limit the bot applies (5), one at a time for comparison. Its bbolt
+// counterpart is approvals' BenchmarkStoreCreate.
+//
+//	go test -run '^$' -bench 'Create|Decide' -benchtime 2000x ./internal/pgstore/
+func BenchmarkCreate(b *testing.B) {
+	for _, callers := range []int{1, 100} {
+		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
+			s := benchOpen(b)
+			var n atomic.Int64
+			b.ResetTimer()
+			benchParallel(b, callers, func() error {
+				i := n.Add(1)
+				req := storetest.NewRequest(func(r *approvals.NewRequest) {
+					r.TriggerID = fmt.Sprintf("trig-%d", i)
+					r.Requester = fmt.Sprintf("U%d", i)
+				})
+				now := time.Now()
+				_, _, err := s.Create(b.Context(), req, now, 5, storetest.PendingStart(now, time.Hour, 1))
+				return err
+			})
+		})
+	}
+}
+
+// BenchmarkDecide approves pending requests as a burst of clicks does:
+// the compare-and-set transaction of a decision, 100 at once.
+func BenchmarkDecide(b *testing.B) {
+	for _, callers := range []int{1, 100} {
+		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
+			s := benchOpen(b)
+			now := time.Now()
+			ids := make([]uint64, b.N)
+			for i := range ids {
+				r, _, err := s.Create(b.Context(), storetest.NewRequest(), now, 0, storetest.PendingStart(now, time.Hour, 1))
+				if err != nil {
+					b.Fatal(err)
+				}
+				ids[i] = r.ID
+			}
+			var n atomic.Int64
+			b.ResetTimer()
+			benchParallel(b, callers, func() error {
+				id := ids[n.Add(1)-1]
+				_, err := s.Update(b.Context(), id, 0, func(r *approvals.Request) (approvals.Transition, error) {
+					return approvals.Decide(r, approvals.Decision{RequestID: id, Actor: "UANA", Action: approvals.ActionApprove, ChannelID: "C1", Eligible: true, At: time.Now()})
+				})
+				return err
+			})
+		})
+	}
+}
+
+func benchOpen(b *testing.B) *Store {
+	b.Helper()
+	s, err := Open(b.Context(), pgtest.URL(b), Options{NoListen: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s
+}
+
+// benchParallel runs op b.N times from callers goroutines and reports the
+// rate and the 99th percentile latency.
+func benchParallel(b *testing.B, callers int, op func() error) {
+	var next atomic.Int64
+	lat := make([]time.Duration, b.N)
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(b.N) {
+					return
+				}
+				start := time.Now()
+				if err := op(); err != nil {
+					b.Error(err)
+					return
+				}
+				lat[i] = time.Since(start)
+			}
+		})
+	}
+	wg.Wait()
+	slices.Sort(lat)
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 }

@@ -11,62 +11,61 @@ import (
 	"github.com/rolegate/rolegate/internal/approvals"
 )
 
-// requesterLock is the first key of the transaction-scoped advisory lock a
-// Create with a per-requester limit takes on the requester, so two
-// replicas cannot both let a requester's fifth and sixth request through.
-const requesterLock int32 = 0x726f6c65 // 'role'
+// createReads is everything Create reads, in one statement: the body and
+// id of the request made under the trigger id $1 (NULL when none is
+// remembered), the open requests of requester $2 that count against the
+// limit $3, and a new request id, taken only when one will be used (no
+// replay, under the limit), so refused commands leave no gap in the ids
+// people see.
+const createReads = `WITH t AS (SELECT request_id FROM triggers WHERE trigger_id = $1),
+	o AS (SELECT coalesce(array_agg(id ORDER BY id), '{}'::bigint[]) AS ids FROM requests
+		WHERE open AND requester = $2 AND state IN ('checking', 'pending'))
+	SELECT (SELECT request_id FROM t), (SELECT body FROM requests WHERE id = (SELECT request_id FROM t)), o.ids,
+		CASE WHEN NOT EXISTS (SELECT 1 FROM t) AND ($3::int <= 0 OR cardinality(o.ids) < $3::int)
+			THEN nextval(pg_get_serial_sequence('requests', 'id')) END
+	FROM o`
 
-// Create implements approvals.Store.
+// Create implements approvals.Store. Its reads and writes are safe from
+// other replicas' without a lock of their own: every write transaction
+// holds the audit chain head first (beginWrites), so no other Create can
+// claim the same trigger id or add to the requester's open requests
+// before this one commits.
 func (s *Store) Create(ctx context.Context, n approvals.NewRequest, now time.Time, maxOpen int, start func(*approvals.Request) approvals.Transition) (r approvals.Request, created bool, err error) {
 	n, err = n.Normalize()
 	if err != nil {
 		return approvals.Request{}, false, err
 	}
-	err = s.commits.update(ctx, func(ctx context.Context, tx pgx.Tx) error {
+	err = s.commits.update(ctx, func(ctx context.Context, w *wtx) error {
 		r, created = approvals.Request{}, false // this function may run more than once
-		if n.TriggerID != "" {
-			old, found, err := replayed(ctx, tx, n.TriggerID)
-			if err != nil || found {
-				r = old
-				return err
-			}
-		}
-		if maxOpen > 0 {
-			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, hashtext($2))", requesterLock, n.Requester); err != nil {
-				return err
-			}
-			open, err := awaiting(ctx, tx, n.Requester)
-			if err != nil {
-				return err
-			}
-			if len(open) >= maxOpen {
-				return &approvals.TooManyOpenError{Limit: maxOpen, Open: open}
-			}
-		}
-		var id int64
-		if err := tx.QueryRow(ctx, "SELECT nextval(pg_get_serial_sequence('requests', 'id'))").Scan(&id); err != nil {
+		var (
+			replayedID, id *int64
+			replayedBody   []byte
+			open           []int64
+		)
+		err := w.queryRow(ctx, func(row pgx.Row) error { return row.Scan(&replayedID, &replayedBody, &open, &id) },
+			createReads, n.TriggerID, n.Requester, maxOpen)
+		if err != nil {
 			return err
 		}
+		if replayedID != nil {
+			r, err = decodeRequest(uint64(*replayedID), replayedBody)
+			return err
+		}
+		if maxOpen > 0 && len(open) >= maxOpen {
+			ids := make([]uint64, len(open))
+			for i, o := range open {
+				ids[i] = uint64(o)
+			}
+			return &approvals.TooManyOpenError{Limit: maxOpen, Open: ids}
+		}
+		if id == nil {
+			return errors.New("no request id was taken")
+		}
 		if n.TriggerID != "" {
-			// Claimed before anything else is written: a concurrent Create
-			// with the same trigger id waits here for this transaction and
-			// then finds the row (ON CONFLICT DO NOTHING), instead of both
-			// writing a request.
-			tag, err := tx.Exec(ctx, "INSERT INTO triggers (trigger_id, request_id, seen_at) VALUES ($1, $2, $3) ON CONFLICT (trigger_id) DO NOTHING", n.TriggerID, id, now)
-			if err != nil {
-				return err
-			}
-			if tag.RowsAffected() == 0 {
-				old, found, err := replayed(ctx, tx, n.TriggerID)
-				if err == nil && !found {
-					err = errors.New("trigger id vanished while being claimed")
-				}
-				r = old
-				return err
-			}
+			w.exec("INSERT INTO triggers (trigger_id, request_id, seen_at) VALUES ($1, $2, $3)", n.TriggerID, *id, now)
 		}
 		r = approvals.Request{
-			ID: uint64(id), Ask: n.Ask, Target: n.Target, Reason: n.Reason,
+			ID: uint64(*id), Ask: n.Ask, Target: n.Target, Reason: n.Reason,
 			Requester: n.Requester, TeamID: n.TeamID, ChannelID: n.ChannelID, ResponseURL: n.ResponseURL,
 			CreatedAt: now,
 		}
@@ -78,10 +77,10 @@ func (s *Store) Create(ctx context.Context, n approvals.NewRequest, now time.Tim
 		if tr.Event.Detail == "" {
 			tr.Event.Detail = n.Reason
 		}
-		if err := insertRequest(ctx, tx, &r); err != nil {
+		if err := insertRequest(w, &r); err != nil {
 			return err
 		}
-		if err := record(ctx, tx, &r, tr, now); err != nil {
+		if err := record(w, &r, tr, now); err != nil {
 			return err
 		}
 		created = true
@@ -100,54 +99,42 @@ func (s *Store) Create(ctx context.Context, n approvals.NewRequest, now time.Tim
 	return r, created, nil
 }
 
-// replayed returns the request made under triggerID, if it is remembered.
-func replayed(ctx context.Context, tx pgx.Tx, triggerID string) (approvals.Request, bool, error) {
-	var id int64
-	err := tx.QueryRow(ctx, "SELECT request_id FROM triggers WHERE trigger_id = $1", triggerID).Scan(&id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return approvals.Request{}, false, nil
-	}
-	if err != nil {
-		return approvals.Request{}, false, err
-	}
-	r, err := getRequest(ctx, tx, uint64(id), false)
-	return r, true, err
-}
-
-// awaiting lists requester's requests that are checking or pending, oldest
-// first.
-func awaiting(ctx context.Context, tx pgx.Tx, requester string) ([]uint64, error) {
-	rows, err := tx.Query(ctx, "SELECT id FROM requests WHERE open AND requester = $1 AND state IN ('checking', 'pending') ORDER BY id", requester)
-	if err != nil {
-		return nil, err
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	out := make([]uint64, len(ids))
-	for i, id := range ids {
-		out[i] = uint64(id)
-	}
-	return out, err
-}
-
 // rowQuerier is a transaction or the pool.
 type rowQuerier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// getRequest reads request id, locking its row when forUpdate: the
-// compare-and-set of a transition is that lock, held to the commit.
-func getRequest(ctx context.Context, q rowQuerier, id uint64, forUpdate bool) (approvals.Request, error) {
-	query := "SELECT body FROM requests WHERE id = $1"
-	if forUpdate {
-		query += " FOR UPDATE"
-	}
+// getRequest reads request id.
+func getRequest(ctx context.Context, q rowQuerier, id uint64) (approvals.Request, error) {
 	var body []byte
-	err := q.QueryRow(ctx, query, toInt64(id)).Scan(&body)
+	err := q.QueryRow(ctx, "SELECT body FROM requests WHERE id = $1", toInt64(id)).Scan(&body)
+	return decodeRow(id, body, err)
+}
+
+// lockRequest reads request id and locks its row: the compare-and-set of a
+// transition is that lock, held to the commit.
+func lockRequest(ctx context.Context, w *wtx, id uint64) (approvals.Request, error) {
+	var body []byte
+	err := w.queryRow(ctx, func(row pgx.Row) error { return row.Scan(&body) },
+		"SELECT body FROM requests WHERE id = $1 FOR UPDATE", toInt64(id))
+	return decodeRow(id, body, err)
+}
+
+func decodeRow(id uint64, body []byte, err error) (approvals.Request, error) {
 	if errors.Is(err, pgx.ErrNoRows) {
 		return approvals.Request{}, fmt.Errorf("request %d: %w", id, approvals.ErrNotFound)
 	}
 	if err != nil {
 		return approvals.Request{}, err
+	}
+	return decodeRequest(id, body)
+}
+
+// decodeRequest decodes request id's stored body; a request whose trigger
+// id is remembered but whose row is gone (quarantined) is not found.
+func decodeRequest(id uint64, body []byte) (approvals.Request, error) {
+	if body == nil {
+		return approvals.Request{}, fmt.Errorf("request %d: %w", id, approvals.ErrNotFound)
 	}
 	r, err := approvals.UnmarshalRequest(body)
 	if err != nil {
@@ -174,32 +161,32 @@ func requestColumns(r *approvals.Request) ([]any, error) {
 var requestColumnNames = []string{"state", "requester", "channel_id", "created_at", "expires_at", "wake_at", "open",
 	"project_id", "group_id", "role_id", "body"}
 
-func insertRequest(ctx context.Context, tx pgx.Tx, r *approvals.Request) error {
+func insertRequest(w *wtx, r *approvals.Request) error {
 	cols, err := requestColumns(r)
 	if err != nil {
 		return err
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO requests (id, state, requester, channel_id, created_at, expires_at, wake_at, open,
+	w.exec(`INSERT INTO requests (id, state, requester, channel_id, created_at, expires_at, wake_at, open,
 		project_id, group_id, role_id, body)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`, append([]any{toInt64(r.ID)}, cols...)...)
-	return err
+	return nil
 }
 
-func updateRequest(ctx context.Context, tx pgx.Tx, r *approvals.Request) error {
+func updateRequest(w *wtx, r *approvals.Request) error {
 	cols, err := requestColumns(r)
 	if err != nil {
 		return err
 	}
-	_, err = tx.Exec(ctx, `UPDATE requests SET state = $2, requester = $3, channel_id = $4, created_at = $5, expires_at = $6,
+	w.exec(`UPDATE requests SET state = $2, requester = $3, channel_id = $4, created_at = $5, expires_at = $6,
 		wake_at = $7, open = $8, project_id = $9, group_id = $10, role_id = $11, body = $12, version = version + 1 WHERE id = $1`, append([]any{toInt64(r.ID)}, cols...)...)
-	return err
+	return nil
 }
 
 // record queues tr's jobs and appends its audit event (time tr.Event.At,
 // or now when that is zero), and tells the other replicas there is work.
-func record(ctx context.Context, tx pgx.Tx, r *approvals.Request, tr approvals.Transition, now time.Time) error {
+func record(w *wtx, r *approvals.Request, tr approvals.Transition, now time.Time) error {
 	for _, kind := range tr.Jobs {
-		if err := insertJob(ctx, tx, approvals.Job{Kind: kind, RequestID: r.ID}); err != nil {
+		if err := insertJob(w, approvals.Job{Kind: kind, RequestID: r.ID}); err != nil {
 			return err
 		}
 	}
@@ -208,36 +195,8 @@ func record(ctx context.Context, tx pgx.Tx, r *approvals.Request, tr approvals.T
 	if ev.At.IsZero() {
 		ev.At = now
 	}
-	if _, err := tx.Exec(ctx, "SELECT pg_notify($1, '')", notifyChannel); err != nil {
-		return err
-	}
-	// Last, so the chain head is held only for the append and the commit.
-	return appendEvent(ctx, tx, ev)
-}
-
-// appendEvent appends ev to the one audit chain: under the chain head row's
-// lock it takes the next seq, links ev to the head's hash
-// (approvals.LinkEvent: Prev, then Hash over ev and Prev) and makes ev the
-// head, so appends from every replica are chained one at a time, in seq
-// order, as bbolt's record chains them in one file.
-func appendEvent(ctx context.Context, tx pgx.Tx, ev approvals.Event) error {
-	var seq int64
-	var head []byte
-	if err := tx.QueryRow(ctx, "SELECT seq, hash FROM chain_head FOR UPDATE").Scan(&seq, &head); err != nil {
-		return fmt.Errorf("lock the audit chain head: %w", err)
-	}
-	ev.ID = uint64(seq + 1)
-	approvals.LinkEvent(&ev, headHash(head))
-	body, err := approvals.MarshalEvent(ev)
-	if err != nil {
-		return err
-	}
-	if _, err := tx.Exec(ctx, "INSERT INTO events (seq, request_id, at, body, prev, hash) VALUES ($1, $2, $3, $4, $5, $6)",
-		seq+1, toInt64(ev.RequestID), ev.At, body, []byte(ev.Prev), []byte(ev.Hash)); err != nil {
-		return err
-	}
-	_, err = tx.Exec(ctx, "UPDATE chain_head SET seq = $1, hash = $2", seq+1, []byte(ev.Hash))
-	return err
+	w.notify = true
+	return w.appendEvent(ev)
 }
 
 // headHash is the Prev of the event appended after a chain head whose
@@ -255,7 +214,7 @@ func headHash(h []byte) string {
 // Commits from concurrent callers are batched (groupCommit); change may
 // run more than once.
 func (s *Store) Update(ctx context.Context, id, doneJob uint64, change func(*approvals.Request) (approvals.Transition, error)) (approvals.Request, error) {
-	return s.update(ctx, id, doneJob, func(_ context.Context, _ pgx.Tx, r *approvals.Request) (approvals.Transition, error) {
+	return s.update(ctx, id, doneJob, func(_ context.Context, _ *wtx, r *approvals.Request) (approvals.Transition, error) {
 		return change(r)
 	})
 }
@@ -268,8 +227,8 @@ func (s *Store) Update(ctx context.Context, id, doneJob uint64, change func(*app
 // first (writeTx) already orders writers; the row locks keep the guarantee
 // should a write ever skip it.
 func (s *Store) UpdateGrant(ctx context.Context, id, doneJob uint64, change func(r *approvals.Request, others []approvals.Request) (approvals.Transition, error)) (approvals.Request, error) {
-	return s.update(ctx, id, doneJob, func(ctx context.Context, tx pgx.Tx, r *approvals.Request) (approvals.Transition, error) {
-		others, err := grantsOf(ctx, tx, r.Target)
+	return s.update(ctx, id, doneJob, func(ctx context.Context, w *wtx, r *approvals.Request) (approvals.Transition, error) {
+		others, err := grantsOf(ctx, w, r.Target)
 		if err != nil {
 			return approvals.Transition{}, errStorage{err}
 		}
@@ -279,13 +238,14 @@ func (s *Store) UpdateGrant(ctx context.Context, id, doneJob uint64, change func
 
 // grantsOf reads and locks the applied requests of target, oldest first,
 // skipping any it cannot decode (the worker quarantines those).
-func grantsOf(ctx context.Context, tx pgx.Tx, t approvals.Target) ([]approvals.Request, error) {
-	rows, err := tx.Query(ctx, `SELECT body FROM requests WHERE state = 'applied' AND project_id = $1 AND group_id = $2 AND role_id = $3
+func grantsOf(ctx context.Context, w *wtx, t approvals.Target) ([]approvals.Request, error) {
+	var bodies [][]byte
+	err := w.query(ctx, func(rows pgx.Rows) error {
+		var err error
+		bodies, err = pgx.CollectRows(rows, pgx.RowTo[[]byte])
+		return err
+	}, `SELECT body FROM requests WHERE state = 'applied' AND project_id = $1 AND group_id = $2 AND role_id = $3
 		ORDER BY id FOR UPDATE`, t.ProjectID, t.GroupID, t.RoleID)
-	if err != nil {
-		return nil, err
-	}
-	bodies, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
 	if err != nil {
 		return nil, err
 	}
@@ -309,18 +269,16 @@ func (e errStorage) Unwrap() error { return e.err }
 
 // update is Update and UpdateGrant: change runs in the transaction, with
 // the request's row locked.
-func (s *Store) update(ctx context.Context, id, doneJob uint64, change func(context.Context, pgx.Tx, *approvals.Request) (approvals.Transition, error)) (approvals.Request, error) {
+func (s *Store) update(ctx context.Context, id, doneJob uint64, change func(context.Context, *wtx, *approvals.Request) (approvals.Transition, error)) (approvals.Request, error) {
 	var out approvals.Request
 	var changed bool
 	var cerr error // change's verdict, which may come with a change
-	err := s.commits.update(ctx, func(ctx context.Context, tx pgx.Tx) error {
+	err := s.commits.update(ctx, func(ctx context.Context, w *wtx) error {
 		out, changed, cerr = approvals.Request{}, false, nil // this function may run more than once
 		if doneJob != 0 {
-			if _, err := tx.Exec(ctx, "DELETE FROM jobs WHERE id = $1", toInt64(doneJob)); err != nil {
-				return err
-			}
+			w.exec("DELETE FROM jobs WHERE id = $1", toInt64(doneJob))
 		}
-		r, err := getRequest(ctx, tx, id, true)
+		r, err := lockRequest(ctx, w, id)
 		if errors.Is(err, approvals.ErrNotFound) {
 			cerr = err // a refusal, not a failure: the job is still done
 			return nil
@@ -329,7 +287,7 @@ func (s *Store) update(ctx context.Context, id, doneJob uint64, change func(cont
 			return err
 		}
 		out = r
-		tr, verdict := change(ctx, tx, &r)
+		tr, verdict := change(ctx, w, &r)
 		if se, ok := verdict.(errStorage); ok {
 			return se.err
 		}
@@ -337,10 +295,10 @@ func (s *Store) update(ctx context.Context, id, doneJob uint64, change func(cont
 		if !tr.Changed() {
 			return nil
 		}
-		if err := updateRequest(ctx, tx, &r); err != nil {
+		if err := updateRequest(w, &r); err != nil {
 			return err
 		}
-		if err := record(ctx, tx, &r, tr, time.Now().UTC()); err != nil {
+		if err := record(w, &r, tr, time.Now().UTC()); err != nil {
 			return err
 		}
 		out, changed = r, true
@@ -357,7 +315,7 @@ func (s *Store) update(ctx context.Context, id, doneJob uint64, change func(cont
 
 // Get implements approvals.Store.
 func (s *Store) Get(ctx context.Context, id uint64) (approvals.Request, error) {
-	return getRequest(ctx, s.pool, id, false) // one statement: no transaction round trips
+	return getRequest(ctx, s.pool, id) // one statement: no transaction round trips
 }
 
 // List implements approvals.Store.

@@ -243,7 +243,7 @@ func (s *Store) renewLeases(ctx context.Context) error {
 	// transaction that may hold other job rows: locking them all in one
 	// statement deadlocked with those, seen under loadgen); the next
 	// renewal, a third of a lease later, catches any still held.
-	_, err := s.pool.Exec(ctx, `UPDATE jobs SET leased_until = now() + $2 WHERE id IN (
+	_, err := s.laxExec(ctx, `UPDATE jobs SET leased_until = now() + $2 WHERE id IN (
 		SELECT id FROM jobs WHERE leased_by = $1 AND leased_until > now() ORDER BY id FOR UPDATE SKIP LOCKED)`, s.opt.Owner, s.opt.Lease)
 	return err
 }
