@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -25,10 +26,15 @@ import (
 // does.
 //
 // Within the batch each caller's writes are queued (wtx) and sent with the
-// next caller's first read, and the chain is linked in memory against the
-// head read once: a request created costs one round trip, not the dozen a
-// statement at a time took (BenchmarkCreate, 100 callers: 731 → see
-// README's Performance table).
+// reads that follow, and the chain is linked in memory against the head
+// read once. A caller declares its first read ahead (prefetch), so the
+// reads of many callers go together in one round trip: a batch of Creates
+// and decisions costs a few round trips, not one or a dozen per caller.
+// Callers whose prefetches share a key (the same request, trigger id or
+// requester) are not read together: the later one reads after the earlier
+// one's writes, as if they had run one after the other. Callers read
+// together see none of each other's writes, which is still the outcome of
+// running them in some order: none reads what another of them writes.
 //
 // The contract is bbolt's: fn may run more than once (when the batch fails
 // to commit, each fn runs again in a transaction of its own), so it must
@@ -42,19 +48,34 @@ type groupCommit struct {
 }
 
 type commitOp struct {
+	pre  *prefetch
 	fn   func(ctx context.Context, w *wtx) error
 	err  error
 	done chan struct{}
+	// readErr is pre's scan error, kept for fn.
+	readErr error
+}
+
+// prefetch is an op's first read, sent ahead with other ops' reads: scan
+// stores the row where fn finds it, and fn finds scan's error in
+// wtx.readErr (pgx.ErrNoRows for no row). keys name what the read depends
+// on and what the op writes.
+type prefetch struct {
+	sql  string
+	args []any
+	scan func(pgx.Row) error
+	keys []string
 }
 
 // maxBatch bounds one batch, so a burst does not make one transaction hold
 // the chain head for long.
 const maxBatch = 64
 
-// update runs fn in a shared transaction and returns once that transaction
-// has committed (or fn failed, its writes discarded).
-func (g *groupCommit) update(ctx context.Context, fn func(ctx context.Context, w *wtx) error) error {
-	op := &commitOp{fn: fn, done: make(chan struct{})}
+// update runs fn, after pre's read (if any), in a shared transaction and
+// returns once that transaction has committed (or fn failed, its writes
+// discarded).
+func (g *groupCommit) update(ctx context.Context, pre *prefetch, fn func(ctx context.Context, w *wtx) error) error {
+	op := &commitOp{pre: pre, fn: fn, done: make(chan struct{})}
 	g.mu.Lock()
 	g.pending = append(g.pending, op)
 	lead := !g.leading
@@ -97,19 +118,7 @@ func (g *groupCommit) run(batch []*commitOp) {
 	defer cancel()
 	if len(batch) > 1 {
 		err := pgx.BeginFunc(ctx, g.s.pool, func(tx pgx.Tx) error {
-			wb, err := beginWrites(ctx, tx)
-			if err != nil {
-				return err
-			}
-			for _, op := range batch {
-				op.err = wb.run(ctx, op.fn)
-				if op.err != nil && wb.aborted() {
-					// A statement failed: the transaction is lost, and
-					// with it the writes of the ops before this one.
-					return op.err
-				}
-			}
-			return wb.finish(ctx)
+			return runOps(ctx, tx, batch)
 		})
 		if err == nil {
 			for _, op := range batch {
@@ -121,28 +130,60 @@ func (g *groupCommit) run(batch []*commitOp) {
 		// again alone, so one bad op cannot fail the others.
 	}
 	for _, op := range batch {
-		op.err = g.s.writeTx(ctx, op.fn)
+		op.err = g.s.inTx(ctx, func(tx pgx.Tx) error {
+			if err := runOps(ctx, tx, []*commitOp{op}); err != nil {
+				return err
+			}
+			return op.err // fn's refusal rolls its transaction back
+		})
 		close(op.done)
 	}
 }
 
-// writeTx runs fn in a transaction of its own that first locks the audit
-// chain head, as a batch does. Every transaction that may append an event
-// takes that lock first, before any request row, so two of them (in
-// different replicas) cannot deadlock over a request and the head, and
-// writers run one at a time: what one reads (a trigger id, a requester's
-// open requests) no other can change before it commits.
-func (s *Store) writeTx(ctx context.Context, fn func(ctx context.Context, w *wtx) error) error {
-	return s.inTx(ctx, func(tx pgx.Tx) error {
-		wb, err := beginWrites(ctx, tx)
-		if err != nil {
+// runOps runs ops in tx, which it first makes the holder of the chain
+// head. Every transaction that may append an event takes that lock first,
+// before any request row, so two of them (in different replicas) cannot
+// deadlock over a request and the head, and writers run one at a time:
+// what one reads (a trigger id, a requester's open requests) no other can
+// change before it commits. Each op's result is in op.err; runOps fails
+// only when the transaction is lost.
+func runOps(ctx context.Context, tx pgx.Tx, ops []*commitOp) error {
+	wb, err := beginWrites(ctx, tx)
+	if err != nil {
+		return err
+	}
+	for i := 0; i < len(ops); {
+		// The longest run of ops from i whose prefetches share no key.
+		j, keys := i, map[string]bool{}
+		for ; j < len(ops) && ops[j].pre != nil && !anyKey(keys, ops[j].pre.keys); j++ {
+			for _, k := range ops[j].pre.keys {
+				keys[k] = true
+			}
+		}
+		run := ops[i:max(j, i+1)]
+		if err := wb.prefetch(ctx, run); err != nil {
 			return err
 		}
-		if err := wb.run(ctx, fn); err != nil {
-			return err
+		for _, op := range run {
+			op.err = wb.run(ctx, op)
+			if op.err != nil && wb.aborted() {
+				// A statement failed: the transaction is lost, and with
+				// it the writes of the ops before this one.
+				return op.err
+			}
 		}
-		return wb.finish(ctx)
-	})
+		i += len(run)
+	}
+	return wb.finish(ctx)
+}
+
+func anyKey(set map[string]bool, keys []string) bool {
+	for _, k := range keys {
+		if set[k] {
+			return true
+		}
+	}
+	return false
 }
 
 // chainHead is the end of the audit chain: the last event's seq and hash.
@@ -172,10 +213,37 @@ func beginWrites(ctx context.Context, tx pgx.Tx) (*writeBatch, error) {
 	return wb, nil
 }
 
-// run runs fn; its writes and events join the batch only if it succeeds.
-func (wb *writeBatch) run(ctx context.Context, fn func(ctx context.Context, w *wtx) error) error {
-	w := &wtx{batch: wb, head: wb.head}
-	if err := fn(ctx, w); err != nil {
+// prefetch sends the unsent writes and the prefetches of ops in one round
+// trip. A read's own error (no row, say) is the op's, for its fn; a
+// failed statement fails the transaction.
+func (wb *writeBatch) prefetch(ctx context.Context, ops []*commitOp) error {
+	var reads []*pgx.QueuedQuery
+	for _, op := range ops {
+		if op.pre == nil {
+			continue
+		}
+		q := &pgx.QueuedQuery{SQL: op.pre.sql, Arguments: op.pre.args}
+		q.QueryRow(func(row pgx.Row) error {
+			op.readErr = op.pre.scan(row)
+			return nil
+		})
+		reads = append(reads, q)
+	}
+	if len(reads) == 0 {
+		return nil
+	}
+	err := wb.send(ctx, reads...)
+	if err == nil && wb.aborted() {
+		err = errors.New("a prefetch failed")
+	}
+	return err
+}
+
+// run runs op's fn; its writes and events join the batch only if it
+// succeeds.
+func (wb *writeBatch) run(ctx context.Context, op *commitOp) error {
+	w := &wtx{batch: wb, head: wb.head, readErr: op.readErr}
+	if err := op.fn(ctx, w); err != nil {
 		return err
 	}
 	wb.unsent = append(wb.unsent, w.writes...)
@@ -199,15 +267,12 @@ func (wb *writeBatch) finish(ctx context.Context) error {
 	if wb.notify {
 		wb.unsent = append(wb.unsent, &pgx.QueuedQuery{SQL: "SELECT pg_notify($1, '')", Arguments: []any{notifyChannel}})
 	}
-	return wb.send(ctx, nil)
+	return wb.send(ctx)
 }
 
-// send sends the unsent writes, then q (if any), in one round trip.
-func (wb *writeBatch) send(ctx context.Context, q *pgx.QueuedQuery) error {
-	b := &pgx.Batch{QueuedQueries: wb.unsent}
-	if q != nil {
-		b.QueuedQueries = append(b.QueuedQueries, q)
-	}
+// send sends the unsent writes, then qs, in one round trip.
+func (wb *writeBatch) send(ctx context.Context, qs ...*pgx.QueuedQuery) error {
+	b := &pgx.Batch{QueuedQueries: append(wb.unsent, qs...)}
 	wb.unsent = nil
 	if len(b.QueuedQueries) == 0 {
 		return nil
@@ -221,10 +286,12 @@ func (wb *writeBatch) send(ctx context.Context, q *pgx.QueuedQuery) error {
 // that fails leaves nothing behind; events are chained in memory against
 // the head the transaction holds locked.
 type wtx struct {
-	batch  *writeBatch
-	writes []*pgx.QueuedQuery
-	head   chainHead // after this op's events
-	notify bool
+	// readErr is the op's prefetch's error: pgx.ErrNoRows for no row.
+	readErr error
+	batch   *writeBatch
+	writes  []*pgx.QueuedQuery
+	head    chainHead // after this op's events
+	notify  bool
 }
 
 // exec queues a write.

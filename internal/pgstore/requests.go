@@ -35,17 +35,23 @@ func (s *Store) Create(ctx context.Context, n approvals.NewRequest, now time.Tim
 	if err != nil {
 		return approvals.Request{}, false, err
 	}
-	err = s.commits.update(ctx, func(ctx context.Context, w *wtx) error {
+	var (
+		replayedID, id *int64
+		replayedBody   []byte
+		open           []int64
+	)
+	pre := &prefetch{
+		sql: createReads, args: []any{n.TriggerID, n.Requester, maxOpen},
+		scan: func(row pgx.Row) error { return row.Scan(&replayedID, &replayedBody, &open, &id) },
+		keys: []string{"requester:" + n.Requester},
+	}
+	if n.TriggerID != "" {
+		pre.keys = append(pre.keys, "trigger:"+n.TriggerID)
+	}
+	err = s.commits.update(ctx, pre, func(ctx context.Context, w *wtx) error {
 		r, created = approvals.Request{}, false // this function may run more than once
-		var (
-			replayedID, id *int64
-			replayedBody   []byte
-			open           []int64
-		)
-		err := w.queryRow(ctx, func(row pgx.Row) error { return row.Scan(&replayedID, &replayedBody, &open, &id) },
-			createReads, n.TriggerID, n.Requester, maxOpen)
-		if err != nil {
-			return err
+		if w.readErr != nil {
+			return w.readErr
 		}
 		if replayedID != nil {
 			r, err = decodeRequest(uint64(*replayedID), replayedBody)
@@ -111,13 +117,15 @@ func getRequest(ctx context.Context, q rowQuerier, id uint64) (approvals.Request
 	return decodeRow(id, body, err)
 }
 
-// lockRequest reads request id and locks its row: the compare-and-set of a
-// transition is that lock, held to the commit.
-func lockRequest(ctx context.Context, w *wtx, id uint64) (approvals.Request, error) {
-	var body []byte
-	err := w.queryRow(ctx, func(row pgx.Row) error { return row.Scan(&body) },
-		"SELECT body FROM requests WHERE id = $1 FOR UPDATE", toInt64(id))
-	return decodeRow(id, body, err)
+// lockRequest is the prefetch that reads request id into body and locks
+// its row: the compare-and-set of a transition is that lock, held to the
+// commit.
+func lockRequest(id uint64, body *[]byte) *prefetch {
+	return &prefetch{
+		sql: "SELECT body FROM requests WHERE id = $1 FOR UPDATE", args: []any{toInt64(id)},
+		scan: func(row pgx.Row) error { return row.Scan(body) },
+		keys: []string{fmt.Sprint("request:", id)},
+	}
 }
 
 func decodeRow(id uint64, body []byte, err error) (approvals.Request, error) {
@@ -273,12 +281,13 @@ func (s *Store) update(ctx context.Context, id, doneJob uint64, change func(cont
 	var out approvals.Request
 	var changed bool
 	var cerr error // change's verdict, which may come with a change
-	err := s.commits.update(ctx, func(ctx context.Context, w *wtx) error {
+	var body []byte
+	err := s.commits.update(ctx, lockRequest(id, &body), func(ctx context.Context, w *wtx) error {
 		out, changed, cerr = approvals.Request{}, false, nil // this function may run more than once
 		if doneJob != 0 {
 			w.exec("DELETE FROM jobs WHERE id = $1", toInt64(doneJob))
 		}
-		r, err := lockRequest(ctx, w, id)
+		r, err := decodeRow(id, body, w.readErr)
 		if errors.Is(err, approvals.ErrNotFound) {
 			cerr = err // a refusal, not a failure: the job is still done
 			return nil
