@@ -69,8 +69,8 @@ func runAudit(ctx context.Context, args []string, getenv func(string) string, st
 	return exitError{"unknown audit command"}
 }
 
-// auditLog is what the read-only commands (audit, drift) read of either
-// engine: the audit chain and the requests.
+// auditLog is what the read-only commands (audit, drift, requests) read of
+// either engine: the audit chain and the requests.
 type auditLog interface {
 	ForEachEvent(ctx context.Context, since time.Time, fn func(approvals.Event) error) error
 	VerifyChain(ctx context.Context) (approvals.VerifyResult, error)

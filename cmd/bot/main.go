@@ -91,9 +91,7 @@ func commandTable() []subcommand {
 			Name:    "requests",
 			Summary: "list stored requests, newest first (works while the bot runs)",
 			Help:    requestsHelp,
-			Run: func(ctx context.Context, args []string, getenv func(string) string, stdout, _ io.Writer) error {
-				return listRequests(ctx, args, getenv, stdout)
-			},
+			Run:     listRequests,
 		},
 		{
 			Name:    "audit",
@@ -330,8 +328,8 @@ next to a serving bot. Run it after installing or rotating a token.
 const requestsHelp = `Usage: bot requests [--state S] [--limit N]
 
 Lists stored requests, newest first: id, state, requester, project, group,
-role, approvals and age. It reads a snapshot of ROLEGATE_DB, so it works
-while the bot is running.
+role, approvals and age. It reads PostgreSQL when ROLEGATE_DATABASE_URL is
+set, else a snapshot of ROLEGATE_DB, so it works while the bot is running.
   --state S   only requests in state S: pending, approved, applied, failed,
               denied, expired or cancelled
   --limit N   at most N requests (default 50; 0 lists all)

@@ -4,12 +4,14 @@ import (
 	"errors"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/rolegate/rolegate/internal/approvals"
 	"github.com/rolegate/rolegate/internal/openai/openaitest"
+	"github.com/rolegate/rolegate/internal/pgtest"
 	"github.com/rolegate/rolegate/internal/slackapp/slackfake"
 )
 
@@ -82,42 +84,79 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// TestRequestsListsWhileTheBotRuns: `bot requests` lists what the running
+// bot stored, the same on either engine; with ROLEGATE_DATABASE_URL set it
+// reads PostgreSQL and ignores ROLEGATE_DB.
 func TestRequestsListsWhileTheBotRuns(t *testing.T) {
-	b := newBot(t, nil)
-	first := b.request(requester, defaultTarget+" listed")
-	second := b.request(approverAna, "proj_abc group_02 role_02 also listed")
-	b.deny(approverBob, second, "listed as denied")
-	b.waitState(second, "denied")
-	b.approvalMessage(first)
+	for _, engine := range []string{"bbolt", "postgresql"} {
+		t.Run(engine, func(t *testing.T) {
+			extra := map[string]string{}
+			if engine == "postgresql" {
+				extra["ROLEGATE_DATABASE_URL"] = pgtest.URL(t)
+			}
+			b := newBot(t, extra)
+			// The bot's ROLEGATE_DB: with a database URL, a file that is
+			// never created.
+			env := map[string]string{"ROLEGATE_DB": b.env["ROLEGATE_DB"], "ROLEGATE_DATABASE_URL": extra["ROLEGATE_DATABASE_URL"]}
+			list := func(args ...string) (string, string, error) {
+				var out, errOut strings.Builder
+				err := run(t.Context(), append([]string{"requests"}, args...), envFrom(env), &out, &errOut)
+				return out.String(), errOut.String(), err
+			}
+			first := b.request(requester, defaultTarget+" listed")
+			second := b.request(approverAna, "proj_abc group_02 role_02 also listed")
+			b.deny(approverBob, second, "listed as denied")
+			b.approvalMessage(first)
+			b.waitFor("the pending and the denied request in the listing", func() bool {
+				out, _, err := list()
+				return err == nil && strings.Contains(out, "denied") && strings.Contains(out, "pending")
+			})
 
-	list := func(args ...string) (string, error) {
-		var out strings.Builder
-		err := run(t.Context(), append([]string{"requests"}, args...), envFrom(map[string]string{"ROLEGATE_DB": b.env["ROLEGATE_DB"]}), &out, &out)
-		return out.String(), err
+			all, errOut, err := list()
+			if err != nil || errOut != "" {
+				t.Fatalf("requests: %v\n%s%s", err, all, errOut)
+			}
+			lines := strings.Split(strings.TrimSpace(all), "\n")
+			if len(lines) != 3 || !strings.HasPrefix(lines[0], "ID") ||
+				!strings.HasPrefix(lines[1], strconv.FormatUint(second, 10)+" ") || !strings.Contains(lines[1], "denied") || !strings.Contains(lines[1], "group_02") ||
+				!strings.HasPrefix(lines[2], strconv.FormatUint(first, 10)+" ") || !strings.Contains(lines[2], "pending") || !strings.Contains(lines[2], requester) || !strings.Contains(lines[2], "role_01") {
+				t.Fatalf("requests output:\n%s", all)
+			}
+			if pending, _, _ := list("--state", "pending"); strings.Contains(pending, "denied") || !strings.Contains(pending, "pending") {
+				t.Fatalf("--state pending:\n%s", pending)
+			}
+			if one, _, _ := list("--limit", "1"); strings.Count(strings.TrimSpace(one), "\n") != 1 || !strings.Contains(one, "denied") {
+				t.Fatalf("--limit 1, want the newest only:\n%s", one)
+			}
+			if _, errOut, err := list("--state", "bogus"); err == nil || !strings.Contains(errOut, `unknown state "bogus"`) {
+				t.Fatalf("--state bogus: %v %q", err, errOut)
+			}
+			if resp, err := http.Get("http://" + b.addr + "/healthz"); err != nil || resp.StatusCode != 200 {
+				t.Fatalf("bot unhealthy after listing: %v", err)
+			}
+		})
 	}
-	all, err := list()
-	if err != nil {
-		t.Fatalf("requests: %v\n%s", err, all)
+}
+
+// TestRequestsSaysWhyItCannotRead: no file at ROLEGATE_DB, or a
+// ROLEGATE_DATABASE_URL that is not PostgreSQL's, is one line on stderr
+// and exit 1.
+func TestRequestsSaysWhyItCannotRead(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"no file", map[string]string{"ROLEGATE_DB": filepath.Join(t.TempDir(), "none.db")}, "no database at"},
+		{"not postgres", map[string]string{"ROLEGATE_DATABASE_URL": "mysql://rg:hunter2-db-pass@db/rg"}, "ROLEGATE_DATABASE_URL must be a PostgreSQL URL"},
 	}
-	lines := strings.Split(strings.TrimSpace(all), "\n")
-	if len(lines) != 3 || !strings.HasPrefix(lines[0], "ID") ||
-		!strings.Contains(lines[1], "denied") || !strings.Contains(lines[1], "group_02") ||
-		!strings.Contains(lines[2], "pending") || !strings.Contains(lines[2], requester) || !strings.Contains(lines[2], "role_01") {
-		t.Fatalf("requests output:\n%s", all)
-	}
-	pending, _ := list("--state", "pending")
-	if strings.Contains(pending, "denied") || !strings.Contains(pending, "pending") {
-		t.Fatalf("--state pending:\n%s", pending)
-	}
-	if out, err := list("--state", "bogus"); err == nil || !strings.Contains(out, `unknown state "bogus"`) {
-		t.Fatalf("--state bogus: %v %q", err, out)
-	}
-	var out strings.Builder
-	if err := run(t.Context(), []string{"requests"}, envFrom(map[string]string{"ROLEGATE_DB": t.TempDir() + "/none.db"}), &out, &out); err == nil || !strings.Contains(out.String(), "no database") {
-		t.Fatalf("missing db: %v %q", err, out.String())
-	}
-	if resp, err := http.Get("http://" + b.addr + "/healthz"); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("bot unhealthy after listing: %v", err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, errOut, err := runBot(t, tt.env, "requests")
+			if !errors.As(err, new(exitError)) || out != "" || !strings.Contains(errOut, tt.want) || strings.Contains(errOut, "hunter2") {
+				t.Fatalf("err %v\nstdout %q\nstderr %q; want exit 1 saying %q", err, out, errOut, tt.want)
+			}
+		})
 	}
 }
 

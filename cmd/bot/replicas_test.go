@@ -33,12 +33,26 @@ type replicas struct {
 
 func newReplicas(t *testing.T, n int) *replicas {
 	t.Helper()
+	return newReplicasWith(t, n, nil)
+}
+
+// newReplicasWith is newReplicas with extra's overrides of the
+// environment; with SLACK_APP_TOKEN in it, each replica runs in Socket
+// Mode on its own connection to the one fake Slack.
+func newReplicasWith(t *testing.T, n int, extra map[string]string) *replicas {
+	t.Helper()
 	url := pgtest.URL(t)
 	sl := slackfake.New(testBotToken)
 	t.Cleanup(sl.Close)
 	oa := openaitest.NewServer(testAdminKey)
 	t.Cleanup(oa.Close)
+	if tok := extra["SLACK_APP_TOKEN"]; tok != "" {
+		sl.SetAppToken(tok)
+	}
 	env := testEnv(t, sl, oa, map[string]string{"ROLEGATE_DATABASE_URL": url})
+	for k, v := range extra {
+		env[k] = v
+	}
 	rs := &replicas{slack: sl, oa: oa}
 	for i := range n {
 		e := make(map[string]string, len(env))
@@ -199,6 +213,95 @@ func TestReplicasServeOneBurstTogether(t *testing.T) {
 	}
 	if applied != n-n/4 {
 		t.Errorf("%d requests applied, want %d", applied, n-n/4)
+	}
+}
+
+// TestSocketReplicasActOnceOnAnEnvelopeDeliveredToBoth: two replicas in
+// Socket Mode, each on its own connection, and Slack delivers the Deny
+// click and then the deny modal's submission to both (a late ack,
+// redelivered on the other connection). One replica acts on each: one
+// views.open (the other would fail on the used trigger_id and tell the
+// approver to click again), one decision, and neither ack carries an
+// error into the modal.
+func TestSocketReplicasActOnceOnAnEnvelopeDeliveredToBoth(t *testing.T) {
+	t.Parallel()
+	rs := newReplicasWith(t, 2, map[string]string{"SLACK_APP_TOKEN": testAppToken, "SLACK_SIGNING_SECRET": ""})
+	b := rs.bots[0]
+	b.waitFor("both replicas' connections", func() bool { return rs.slack.Connected() == 2 })
+	reply := b.socketCommand(requester, defaultTarget+" asked over two connections")
+	id, ok := requestID(reply.Text)
+	if !ok {
+		t.Fatalf("command answered %+v", reply)
+	}
+	msg := b.approvalMessage(id)
+
+	// sendToBoth sends payload and has Slack deliver it to the other
+	// connection too, then waits for both acks.
+	sendToBoth := func(what string, payload any) slackfake.Envelope {
+		t.Helper()
+		env, err := rs.slack.SendInteraction(payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rs.slack.Redeliver(env); err != nil {
+			t.Fatal(err)
+		}
+		var got slackfake.Envelope
+		b.waitFor("both acks of the "+what, func() bool {
+			for _, e := range rs.slack.Envelopes() {
+				if e.ID == env && e.Acks == 2 {
+					got = e
+					return true
+				}
+			}
+			return false
+		})
+		if got.Deliveries != 2 {
+			t.Fatalf("the %s went out %d times, want once on each connection", what, got.Deliveries)
+		}
+		return got
+	}
+
+	views := rs.slack.Calls("views.open")
+	click := slackfake.ClickPayload(slackfake.Click{
+		User: approverAna, Channel: testChannel, ActionID: slackapp.ActionDeny, BlockID: "rolegate_decision",
+		Value: strconv.FormatUint(id, 10), MessageTS: msg.TS, TriggerID: "4000.5000.denyonce",
+		ResponseURL: rs.slack.NewResponseURLFor(testChannel, approverAna, msg.TS),
+	})
+	sendToBoth("Deny click", click)
+	if got := rs.slack.Calls("views.open") - views; got != 1 {
+		t.Errorf("the Deny click delivered to both replicas called views.open %d times, want 1", got)
+	}
+	opened := rs.slack.OpenedViews()
+	if v := opened[len(opened)-1]; v.CallbackID != slackapp.DenyModalID || v.TriggerID != "4000.5000.denyonce" {
+		t.Fatalf("the Deny click opened %+v", v)
+	}
+
+	sub := sendToBoth("deny submission", denySubmissionPayload(approverAna, testChannel, id, "not during the freeze"))
+	for i, p := range sub.AckPayloads {
+		if p != nil {
+			t.Errorf("submission ack %d = %s, want none: the deny was recorded, the modal closes", i, p)
+		}
+	}
+	rs.settled(t, map[uint64]approvals.State{id: approvals.StateDenied})
+	evs, err := rs.store.Audit(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	decisions := 0
+	for _, e := range evs {
+		if e.Action == approvals.ActionApprove || e.Action == approvals.ActionDeny {
+			decisions++
+		}
+	}
+	if decisions != 1 {
+		t.Errorf("audit has %d decisions, want 1: %+v", decisions, evs)
+	}
+	if r := rs.get(t, id); r.DenyReason != "not during the freeze" {
+		t.Errorf("stored deny reason %q", r.DenyReason)
+	}
+	if n := len(b.ephemeralsTo(approverAna)); n != 0 {
+		t.Errorf("the approver got %d private notices, want none: %+v", n, b.ephemeralsTo(approverAna))
 	}
 }
 

@@ -2,20 +2,19 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"text/tabwriter"
 	"time"
 
 	"github.com/rolegate/rolegate/internal/approvals"
 )
 
-// listRequests prints stored requests, newest first. It reads a snapshot of
-// the file, so it works while the bot holds it open.
-func listRequests(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+// listRequests is `bot requests`: it prints stored requests, newest first.
+// It reads PostgreSQL when ROLEGATE_DATABASE_URL is set, else a snapshot of
+// ROLEGATE_DB, so it works while the bot (or its replicas) run.
+func listRequests(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("requests", flag.ContinueOnError)
 	fs.SetOutput(stdout)
 	state := fs.String("state", "", "only requests in this state (pending, approved, applied, failed, denied, expired, cancelled)")
@@ -24,26 +23,17 @@ func listRequests(ctx context.Context, args []string, getenv func(string) string
 		return exitError{err.Error()}
 	}
 	if *state != "" && !approvals.State(*state).Valid() {
-		fmt.Fprintf(stdout, "rolegate: unknown state %q: use one of pending, approved, applied, failed, denied, expired, cancelled\n", *state)
+		fmt.Fprintf(stderr, "rolegate: unknown state %q: use one of pending, approved, applied, failed, denied, expired, cancelled\n", *state)
 		return exitError{"bad state"}
 	}
-	path := getenv("ROLEGATE_DB")
-	if path == "" {
-		path = "rolegate.db"
-	}
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		fmt.Fprintf(stdout, "rolegate: no database at %s (set ROLEGATE_DB)\n", path)
-		return exitError{"no database"}
-	}
-	store, cleanup, err := approvals.OpenSnapshot(path)
+	store, cleanup, err := auditSnapshot(ctx, getenv, stderr)
 	if err != nil {
-		fmt.Fprintf(stdout, "rolegate: %v\n", err)
-		return exitError{"cannot read database"}
+		return err // auditSnapshot said why
 	}
 	defer cleanup()
 	reqs, err := store.List(ctx, approvals.ListOptions{State: approvals.State(*state), Limit: *limit})
 	if err != nil {
-		fmt.Fprintf(stdout, "rolegate: %v\n", err)
+		fmt.Fprintf(stderr, "rolegate: %v\n", err)
 		return exitError{"cannot read database"}
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)

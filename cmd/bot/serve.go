@@ -105,6 +105,12 @@ func wire(ctx context.Context, cfg *Config, log *slog.Logger) (*process, error) 
 	}
 	if cfg.SocketMode() {
 		p.runner = &slackapp.SocketRunner{App: p.app, Client: socketmode.New(api)}
+		// Replicas each hold a connection, and Slack may hand an envelope
+		// to any of them: the engine shared by replicas (PostgreSQL) tells
+		// them apart; bbolt serves one process, whose memory is enough.
+		if shared, ok := store.(approvals.Rememberer); ok {
+			p.runner.Dedupe = shared
+		}
 	}
 	if cfg.DriftInterval > 0 {
 		p.drift = &driftWatch{Store: store, Roles: client, Gauges: metrics, Logger: log, Interval: cfg.DriftInterval, Now: time.Now}

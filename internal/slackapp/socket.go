@@ -11,6 +11,8 @@ import (
 
 	"github.com/slack-go/slack"
 	"github.com/slack-go/slack/socketmode"
+
+	"github.com/rolegate/rolegate/internal/approvals"
 )
 
 // SocketRunner receives slash commands and clicks over Socket Mode and hands
@@ -28,6 +30,13 @@ type SocketRunner struct {
 	// MaxBackoff caps the wait between restarts of slack-go's client after
 	// it gave up (default 30s). slack-go paces its own connection attempts.
 	MaxBackoff time.Duration
+	// Dedupe, when set, is storage every replica shares (PostgreSQL):
+	// Slack may deliver an envelope again (its ack was late, or its
+	// connection dropped) on another replica's connection, and only shared
+	// storage can tell that replica it was handled already. Nil (bbolt, one
+	// process): the in-memory check alone. See claim for what happens when
+	// it fails.
+	Dedupe approvals.Rememberer
 
 	mu        sync.Mutex
 	seen      map[string]time.Time // envelope ids handled recently
@@ -148,6 +157,12 @@ func (s *SocketRunner) update(change func(st *socketState)) {
 // envelopeMemory is how long a handled envelope id is remembered, so a
 // redelivery after a reconnect is acknowledged but not handled twice.
 const envelopeMemory = 10 * time.Minute
+
+// dedupeTimeout bounds the shared dedupe check (one INSERT on a healthy
+// database: about a millisecond). The envelope is handled and acked only
+// after it, within Slack's 3 seconds, and a click's trigger_id must still
+// open a modal after it, also within 3 seconds of the click.
+const dedupeTimeout = 500 * time.Millisecond
 
 // identityTimeout bounds the auth.test call that names the team.
 const identityTimeout = 15 * time.Second
@@ -397,7 +412,7 @@ func (s *SocketRunner) handle(ctx context.Context, evt socketmode.Event) {
 			s.ack(req, nil)
 		}
 	}()
-	if !s.first(req.EnvelopeID) {
+	if !s.first(req.EnvelopeID) || !s.claim(ctx, evt) {
 		s.ack(req, nil)
 		return
 	}
@@ -434,6 +449,43 @@ func (s *SocketRunner) ack(req socketmode.Request, payload any) {
 	if err != nil {
 		s.App.log().Warn("Acknowledging a Socket Mode envelope failed", "envelope_id", req.EnvelopeID, "err", err)
 	}
+}
+
+// claim reports whether this replica handles evt: whether Dedupe records
+// its envelope id for the first time across the replicas.
+//
+// When the shared check fails or runs out of dedupeTimeout, the envelope
+// is handled here anyway (the in-memory check said it is new to this
+// process), with a warning: refusing would drop what a person did because
+// of a hiccup on a side path. What a duplicate handled during such a
+// failure can still do is bounded by the store: a decision is a
+// compare-and-set, so a second one is refused (the approver may see the
+// refusal), a command's trigger_id makes one request, and a repeated
+// views.open fails on the used trigger_id, which the clicker is told.
+//
+// Type-ahead (block_suggestion) skips the shared check: it changes
+// nothing, it arrives on every keystroke, and a duplicate's ack without
+// options would empty the menu.
+func (s *SocketRunner) claim(ctx context.Context, evt socketmode.Event) bool {
+	if s.Dedupe == nil {
+		return true
+	}
+	if cb, ok := evt.Data.(slack.InteractionCallback); ok && cb.Type == slack.InteractionTypeBlockSuggestion {
+		return true
+	}
+	id := evt.Request.EnvelopeID
+	dctx, cancel := context.WithTimeout(ctx, dedupeTimeout)
+	defer cancel()
+	first, err := s.Dedupe.Remember(dctx, "socket:"+id, envelopeMemory)
+	if err != nil {
+		s.App.log().Warn("Could not check whether another replica handled this Socket Mode envelope; handling it here",
+			"envelope_id", id, "type", string(evt.Type), "err", err)
+		return true
+	}
+	if !first {
+		s.App.log().Debug("Socket Mode envelope already handled by another replica", "envelope_id", id, "type", string(evt.Type))
+	}
+	return first
 }
 
 // first reports whether envelope id is seen for the first time, forgetting

@@ -94,15 +94,26 @@ type runner struct {
 // startRunner runs a SocketRunner against apiURL with the given tokens.
 func startRunner(t *testing.T, apiURL, bot, app string) *runner {
 	t.Helper()
+	return startRunnerWith(t, apiURL, bot, app, nil)
+}
+
+// startRunnerWith is startRunner with configure applied to the runner
+// before it runs. The runner's App answers with the Slack client but has
+// no Service: enough for help, the request modal and type-ahead.
+func startRunnerWith(t *testing.T, apiURL, bot, app string, configure func(*slackapp.SocketRunner)) *runner {
+	t.Helper()
 	logs := newLogSink()
 	api := slack.New(bot, slack.OptionAPIURL(apiURL), slack.OptionAppLevelToken(app))
 	r := &runner{
 		SocketRunner: &slackapp.SocketRunner{
-			App:    &slackapp.App{Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))},
+			App:    &slackapp.App{Slack: api, Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))},
 			Client: socketmode.New(api),
 		},
 		logs: logs,
 		done: make(chan error, 1),
+	}
+	if configure != nil {
+		configure(r.SocketRunner)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	go func() { r.done <- r.Run(ctx) }()

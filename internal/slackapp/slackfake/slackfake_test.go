@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -647,6 +648,61 @@ func TestSocketModeRedeliversUnacked(t *testing.T) {
 	env := fake.Envelopes()[0]
 	if env.Deliveries != 2 || env.Acks != 1 || env.Queued || env.Lost {
 		t.Errorf("envelope = %+v", env)
+	}
+}
+
+// TestSocketModeRedeliverReachesAnotherConnection: Redeliver sends one
+// envelope to a second connection while the first has not answered, as
+// Slack does to another replica when an ack is late; both acks are kept.
+func TestSocketModeRedeliverReachesAnotherConnection(t *testing.T) {
+	t.Parallel()
+	fake, _ := newFake(t)
+	fake.SetAppToken(appToken)
+	clients := []*socketClient{startSocketClient(t, fake, appToken), startSocketClient(t, fake, appToken)}
+	for _, c := range clients {
+		c.next(t, socketmode.EventTypeHello)
+	}
+	if err := fake.Redeliver("no-such-envelope"); err == nil {
+		t.Error("Redeliver of an unknown envelope succeeded")
+	}
+
+	id, err := fake.SendInteraction(json.RawMessage(`{"type":"view_submission","user":{"id":"U0ANA"},"view":{"id":"V1","callback_id":"x"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fake.Redeliver(id); err != nil {
+		t.Fatal(err)
+	}
+	var attempts []int
+	for i, c := range clients {
+		evt := c.next(t, socketmode.EventTypeInteractive)
+		if evt.Request.EnvelopeID != id {
+			t.Fatalf("connection %d got envelope %s, want %s", i, evt.Request.EnvelopeID, id)
+		}
+		attempts = append(attempts, evt.Request.RetryAttempt)
+		if err := c.Ack(*evt.Request, map[string]string{"from": strconv.Itoa(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if slices.Sort(attempts); !slices.Equal(attempts, []int{0, 1}) {
+		t.Errorf("retry attempts %v, want the first delivery and one retry", attempts)
+	}
+	if err := fake.WaitFor(waitCtx(t), func(s *slackfake.Server) bool { return s.Envelopes()[0].Acks == 2 }); err != nil {
+		t.Fatal(err)
+	}
+	env := fake.Envelopes()[0]
+	if env.Deliveries != 2 || len(env.AckPayloads) != 2 || string(env.AckPayload) != string(env.AckPayloads[0]) {
+		t.Fatalf("envelope = %+v, want 2 deliveries and both acks' payloads", env)
+	}
+	got := []string{string(env.AckPayloads[0]), string(env.AckPayloads[1])}
+	slices.Sort(got)
+	if !slices.Equal(got, []string{`{"from":"0"}`, `{"from":"1"}`}) {
+		t.Errorf("ack payloads %q, want one from each connection", got)
+	}
+
+	fake.Close()
+	if err := fake.Redeliver(id); !errors.Is(err, slackfake.ErrClosed) {
+		t.Errorf("Redeliver after Close = %v, want ErrClosed", err)
 	}
 }
 

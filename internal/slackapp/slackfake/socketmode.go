@@ -70,7 +70,7 @@ type envelope struct {
 	deliveries  int
 	deliveredAt time.Time
 	acks        int
-	ackPayload  json.RawMessage
+	ackPayloads []json.RawMessage // one per ack, in arrival order
 	ackedAt     time.Time
 	lost        bool
 }
@@ -101,10 +101,15 @@ type Envelope struct {
 	// Lost reports an envelope whose connection dropped before any ack while
 	// redelivery was off.
 	Lost bool
-	// Acks counts the acks received for it; more than 1 is a double ack.
+	// Acks counts the acks received for it, over all its deliveries; more
+	// acks than Deliveries is a double ack.
 	Acks int
 	// AckPayload is the payload of the first ack, nil if it had none.
-	AckPayload  json.RawMessage
+	AckPayload json.RawMessage
+	// AckPayloads holds every ack's payload in the order they arrived (nil
+	// for an ack without one): after Redeliver, one per connection that
+	// answered.
+	AckPayloads []json.RawMessage
 	DeliveredAt time.Time // latest delivery
 	AckedAt     time.Time // first ack; zero until acked
 }
@@ -269,12 +274,16 @@ func (s *Server) readLoop(c *wsConn) {
 		s.acks[ack.EnvelopeID]++
 		if env := s.envelopes[ack.EnvelopeID]; env != nil {
 			env.acks++
+			env.ackPayloads = append(env.ackPayloads, clone(ack.Payload))
 			if env.acks == 1 {
-				env.ackPayload = clone(ack.Payload)
 				env.ackedAt = s.now()
 			}
-			if env.conn != nil {
-				env.conn.pending = slices.DeleteFunc(env.conn.pending, func(e *envelope) bool { return e == env })
+			// Acked: no longer pending where it went last, nor on the
+			// connection that answered (they differ after Redeliver).
+			for _, pc := range []*wsConn{c, env.conn} {
+				if pc != nil {
+					pc.pending = slices.DeleteFunc(pc.pending, func(e *envelope) bool { return e == env })
+				}
 			}
 		}
 		s.notifyLocked()
@@ -321,14 +330,27 @@ func (s *Server) dropConns(cs ...*wsConn) {
 
 // deliverLocked writes env to the next open connection, round-robin, as Slack
 // spreads envelopes over an app's connections, or queues it when none is open.
-func (s *Server) deliverLocked(env *envelope) {
-	var target *wsConn
+func (s *Server) deliverLocked(env *envelope) { s.deliverAvoidingLocked(env, nil) }
+
+// deliverAvoidingLocked is deliverLocked passing over avoid while another
+// connection can take env.
+func (s *Server) deliverAvoidingLocked(env *envelope, avoid *wsConn) {
+	var target, fallback *wsConn
 	for range len(s.conns) {
 		s.nextConn = (s.nextConn + 1) % len(s.conns)
-		if c := s.conns[s.nextConn]; !c.draining {
-			target = c
-			break
+		c := s.conns[s.nextConn]
+		if c.draining {
+			continue
 		}
+		if c == avoid {
+			fallback = c
+			continue
+		}
+		target = c
+		break
+	}
+	if target == nil {
+		target = fallback
 	}
 	if target == nil {
 		env.conn = nil
@@ -468,6 +490,40 @@ func (s *Server) send(typ string, payload json.RawMessage, accepts bool) (string
 	return env.id, nil
 }
 
+// Redeliver sends envelope id once more, as Slack does when an ack did not
+// reach it in time: with retry_attempt incremented and retry_reason
+// "timeout", on an open connection other than the one it last went to when
+// there is one. Slack spreads an app's envelopes over all its connections,
+// so with several replicas each on its own connection a redelivery reaches
+// another replica. Unlike the redelivery after a drop (SetRedelivery) it
+// does not wait for the first delivery to fail, and it goes out even when
+// that one was acked (a late ack): called right after a Send method, two
+// connections receive the same envelope at about the same time. An
+// envelope still queued for a connection stays queued, once; with no
+// connection open it is queued. The error is non-nil for an id the fake
+// never sent and after Close.
+func (s *Server) Redeliver(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-s.closed:
+		return ErrClosed
+	default:
+	}
+	env := s.envelopes[id]
+	if env == nil {
+		return fmt.Errorf("slackfake: unknown envelope %q", id)
+	}
+	if slices.Contains(s.queue, env) {
+		return nil
+	}
+	env.attempt++
+	env.reason = "timeout"
+	s.deliverAvoidingLocked(env, env.conn)
+	s.notifyLocked()
+	return nil
+}
+
 // WaitAck waits until the envelope envelopeID is acked and returns the first
 // ack's payload (nil when the ack carried none), or ctx's error.
 func (s *Server) WaitAck(ctx context.Context, envelopeID string) (json.RawMessage, error) {
@@ -485,7 +541,7 @@ func (s *Server) WaitAck(ctx context.Context, envelopeID string) (json.RawMessag
 		if env.acks == 0 {
 			return false
 		}
-		payload = clone(env.ackPayload)
+		payload = clone(env.ackPayloads[0])
 		return true
 	})
 	return payload, err
@@ -516,10 +572,28 @@ func (s *Server) Envelopes() []Envelope {
 			Queued:                 slices.Contains(s.queue, e),
 			Lost:                   e.lost,
 			Acks:                   e.acks,
-			AckPayload:             clone(e.ackPayload),
+			AckPayload:             firstPayload(e.ackPayloads),
+			AckPayloads:            cloneAll(e.ackPayloads),
 			DeliveredAt:            e.deliveredAt,
 			AckedAt:                e.ackedAt,
 		})
+	}
+	return out
+}
+
+// firstPayload is a copy of the first ack's payload, nil before any ack.
+func firstPayload(ps []json.RawMessage) json.RawMessage {
+	if len(ps) == 0 {
+		return nil
+	}
+	return clone(ps[0])
+}
+
+// cloneAll copies every payload of ps.
+func cloneAll(ps []json.RawMessage) []json.RawMessage {
+	var out []json.RawMessage
+	for _, p := range ps {
+		out = append(out, clone(p))
 	}
 	return out
 }
