@@ -43,7 +43,8 @@ import (
 type groupCommit struct {
 	s       *Store
 	mu      sync.Mutex
-	pending []*commitOp
+	pending []*commitOp // someone waits for these to answer Slack
+	later   []*commitOp // the Worker's records of what it did
 	leading bool
 }
 
@@ -73,11 +74,17 @@ const maxBatch = 64
 
 // update runs fn, after pre's read (if any), in a shared transaction and
 // returns once that transaction has committed (or fn failed, its writes
-// discarded).
-func (g *groupCommit) update(ctx context.Context, pre *prefetch, fn func(ctx context.Context, w *wtx) error) error {
+// discarded). An urgent op (a slash command's request, a click's
+// decision: Slack waits for their answer) goes into the next batch ahead
+// of the Worker's records, which wait for no one.
+func (g *groupCommit) update(ctx context.Context, urgent bool, pre *prefetch, fn func(ctx context.Context, w *wtx) error) error {
 	op := &commitOp{pre: pre, fn: fn, done: make(chan struct{})}
 	g.mu.Lock()
-	g.pending = append(g.pending, op)
+	if urgent {
+		g.pending = append(g.pending, op)
+	} else {
+		g.later = append(g.later, op)
+	}
 	lead := !g.leading
 	if lead {
 		g.leading = true
@@ -100,9 +107,13 @@ func (g *groupCommit) update(ctx context.Context, pre *prefetch, fn func(ctx con
 func (g *groupCommit) lead() {
 	for {
 		g.mu.Lock()
-		n := min(len(g.pending), maxBatch)
-		batch := g.pending[:n:n]
-		g.pending = g.pending[n:]
+		// Urgent ops first, but a quarter of the batch goes to the others,
+		// so a stream of commands cannot hold the Worker's records back.
+		nLater := min(len(g.later), max(maxBatch/4, maxBatch-len(g.pending)))
+		n := min(len(g.pending), maxBatch-nLater)
+		batch := append(g.pending[:n:n], g.later[:nLater]...)
+		g.pending, g.later = g.pending[n:], g.later[nLater:]
+		n += nLater
 		if n == 0 {
 			g.leading = false
 			g.mu.Unlock()

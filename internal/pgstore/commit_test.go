@@ -41,12 +41,12 @@ func inOneBatch(t *testing.T, s *Store, url string, ops ...func() error) []error
 			t.Errorf("leading Create: %v", err)
 		}
 	})
-	waitFor(t, s, func(g *groupCommit) bool { return g.leading && len(g.pending) == 0 })
+	waitFor(t, s, func(g *groupCommit) bool { return g.leading && len(g.pending)+len(g.later) == 0 })
 	errs := make([]error, len(ops))
 	for i, op := range ops {
 		wg.Go(func() { errs[i] = op() })
 	}
-	waitFor(t, s, func(g *groupCommit) bool { return len(g.pending) == len(ops) })
+	waitFor(t, s, func(g *groupCommit) bool { return len(g.pending)+len(g.later) == len(ops) })
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}

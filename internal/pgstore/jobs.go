@@ -40,10 +40,21 @@ const claimJobs = `WITH due AS (SELECT j.id FROM jobs j
 	UPDATE jobs SET leased_until = now() + $6, leased_by = $1 FROM due WHERE jobs.id = due.id
 	RETURNING jobs.id, jobs.request_id, jobs.body`
 
-// dueNext is when DueJobs should look again: the earliest NotBefore still
-// ahead, and the end of the earliest lease another replica holds.
-const dueNext = `SELECT (SELECT min(not_before) FROM jobs WHERE not_before > $2),
-	(SELECT min(leased_until) - now() FROM jobs WHERE leased_until > now() AND leased_by <> $1)`
+// dueNext is the earliest NotBefore still ahead ($1): when DueJobs
+// should look again for a job that waits.
+const dueNext = `SELECT min(not_before) FROM jobs WHERE not_before > $1`
+
+// leaseNext is how long until the earliest lease another replica ($1)
+// holds ends: when DueJobs should look again for a dead replica's work.
+// It reads every live lease (and the index entries of the many rows the
+// outbox has since removed: 2.6 ms after a burst), so DueJobs asks it at
+// most every leaseLookEvery and otherwise uses what it last heard.
+const leaseNext = `SELECT min(leased_until) - now() FROM jobs WHERE leased_until > now() AND leased_by <> $1`
+
+// leaseLookEvery bounds how often DueJobs reads leaseNext. A lease another
+// replica takes is first seen up to this late, which the Worker's own
+// looking (at least every 30 s) already allows for.
+const leaseLookEvery = time.Second
 
 // DueJobs implements approvals.Store, and claims what it returns: up to
 // limit.Calls OpenAI calls and limit.Messages Slack messages (the calls
@@ -95,24 +106,44 @@ func (s *Store) DueJobs(ctx context.Context, now time.Time, skip map[uint64]bool
 			return err
 		})
 	}
-	b.Queue(dueNext, s.opt.Owner, now).QueryRow(func(row pgx.Row) error {
+	b.Queue(dueNext, now).QueryRow(func(row pgx.Row) error {
 		var notBefore *time.Time
-		var held *time.Duration
-		if err := row.Scan(&notBefore, &held); err != nil {
+		if err := row.Scan(&notBefore); err != nil {
 			return err
 		}
 		if notBefore != nil {
 			next = notBefore.UTC()
 		}
-		if held != nil {
-			if at := now.Add(*held); next.IsZero() || at.Before(next) {
-				next = at
-			}
-		}
 		return nil
 	})
+	s.leases.Lock()
+	lookAgain := time.Since(s.leases.lookedAt) >= leaseLookEvery
+	held := s.leases.next
+	s.leases.Unlock()
+	if lookAgain {
+		b.Queue(leaseNext, s.opt.Owner).QueryRow(func(row pgx.Row) error {
+			var in *time.Duration
+			if err := row.Scan(&in); err != nil {
+				return err
+			}
+			held = time.Time{}
+			if in != nil {
+				held = time.Now().Add(*in)
+			}
+			s.leases.Lock()
+			s.leases.lookedAt, s.leases.next = time.Now(), held
+			s.leases.Unlock()
+			return nil
+		})
+	}
 	if err := s.laxBatch(ctx, b); err != nil {
 		return nil, time.Time{}, err
+	}
+	// held is on the real clock; now may be the Worker's own.
+	if in := time.Until(held); !held.IsZero() && in > 0 {
+		if at := now.Add(in); next.IsZero() || at.Before(next) {
+			next = at
+		}
 	}
 	return jobs, next, nil
 }

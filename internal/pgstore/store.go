@@ -70,6 +70,12 @@ type Store struct {
 	changes chan struct{}
 	log     *slog.Logger
 	commits *groupCommit // the write transactions of Create and Update
+	// leases is what DueJobs last heard of other replicas' leases.
+	leases struct {
+		sync.Mutex
+		lookedAt time.Time
+		next     time.Time // when the earliest of them ends; zero: none
+	}
 
 	stop context.CancelFunc
 	wg   sync.WaitGroup
