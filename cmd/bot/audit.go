@@ -91,7 +91,11 @@ func auditSnapshot(ctx context.Context, getenv func(string) string, stderr io.Wr
 			fmt.Fprintln(stderr, "rolegate: ROLEGATE_DATABASE_URL must be a PostgreSQL URL, postgres://user:password@host:5432/dbname")
 			return nil, nil, exitError{"bad ROLEGATE_DATABASE_URL"}
 		}
-		store, err := pgstore.Open(ctx, url, pgstore.Options{NoListen: true, NoRenew: true})
+		// Read only: no migration (the replicas' schema is theirs to
+		// upgrade), and no waiting forever for an unreachable server.
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		store, err := pgstore.Open(octx, url, pgstore.Options{NoListen: true, NoRenew: true, NoMigrate: true})
 		if err != nil {
 			fmt.Fprintf(stderr, "rolegate: %v\n", err)
 			return nil, nil, exitError{"cannot read database"}

@@ -1,6 +1,8 @@
 package pgstore
 
 import (
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -251,5 +253,27 @@ func TestConcurrentStartMigratesOnce(t *testing.T) {
 	st, err := s.Migrations(t.Context())
 	if err != nil || st.Applied != len(ms) || st.Known != len(ms) {
 		t.Errorf("Migrations = %+v, %v", st, err)
+	}
+}
+
+// TestReadersDoNotMigrate: a store opened to read (NoMigrate) neither
+// creates nor upgrades the schema the replicas share, and says what to do.
+func TestReadersDoNotMigrate(t *testing.T) {
+	url := pgtest.URL(t)
+	if _, err := Open(t.Context(), url, Options{NoMigrate: true, NoListen: true, NoRenew: true}); err == nil || !strings.Contains(err.Error(), "no rolegate schema") {
+		t.Errorf("Open on an empty database: %v, want no schema", err)
+	}
+	s := openURL(t, url)
+	if _, err := s.pool.Exec(t.Context(), "DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations)"); err != nil {
+		t.Fatal(err)
+	}
+	ms, _ := migrations()
+	_, err := Open(t.Context(), url, Options{NoMigrate: true, NoListen: true, NoRenew: true})
+	if want := fmt.Sprintf("schema version %d, older than this rolegate's %d", len(ms)-1, len(ms)); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Open on an older schema: %v, want %q", err, want)
+	}
+	var applied int
+	if err := s.pool.QueryRow(t.Context(), "SELECT max(version) FROM schema_migrations").Scan(&applied); err != nil || applied != len(ms)-1 {
+		t.Errorf("schema version %d after a reader's Open, %v; want it left at %d", applied, err, len(ms)-1)
 	}
 }

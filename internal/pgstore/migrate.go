@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"slices"
@@ -80,10 +81,24 @@ func (m MigrationState) String() string {
 
 // migrate applies the migrations not yet applied, each in a transaction of
 // its own, holding the advisory lock throughout on one connection.
-func migrate(ctx context.Context, pool *pgxpool.Pool) error {
+func migrate(ctx context.Context, pool *pgxpool.Pool, apply bool) error {
 	ms, err := migrations()
 	if err != nil {
 		return err
+	}
+	if !apply {
+		var applied *int
+		err := pool.QueryRow(ctx, "SELECT max(version) FROM schema_migrations").Scan(&applied)
+		if err != nil || applied == nil {
+			return errors.New("the database has no rolegate schema yet: start the bot on it first (it creates the schema)")
+		}
+		switch {
+		case *applied > len(ms):
+			return fmt.Errorf("the database has schema version %d, newer than this rolegate's %d: upgrade rolegate", *applied, len(ms))
+		case *applied < len(ms):
+			return fmt.Errorf("the database has schema version %d, older than this rolegate's %d: start the new bot on it first (it migrates at start), then run this again", *applied, len(ms))
+		}
+		return nil
 	}
 	conn, err := pool.Acquire(ctx)
 	if err != nil {

@@ -60,6 +60,11 @@ type Options struct {
 	NoListen bool
 	// Logger reports lost LISTEN connections and failed renewals.
 	Logger *slog.Logger
+	// NoMigrate leaves the schema as it is and refuses a database whose
+	// schema is not this rolegate's: for the commands that only read
+	// (bot audit, requests, drift), which must not upgrade a database the
+	// running replicas share.
+	NoMigrate bool
 }
 
 // Store is the approvals.Store kept in PostgreSQL. It is safe for
@@ -122,7 +127,7 @@ func Open(ctx context.Context, url string, opts ...Options) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("open database: %w", err)
 	}
-	if err := migrate(ctx, pool); err != nil {
+	if err := migrate(ctx, pool, !opt.NoMigrate); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("open database: %w", err)
 	}
