@@ -40,6 +40,7 @@ The serving bot runs the same check every ROLEGATE_DRIFT_INTERVAL (default
 1h; 0 turns it off), logs each difference at warn, and exports
 rolegate_drift_held_not_granted, rolegate_drift_granted_missing,
 rolegate_drift_last_run_success and rolegate_drift_last_run_timestamp_seconds.
+With several replicas on PostgreSQL, one of them runs each check.
 `
 
 // runDrift is `bot drift`.
@@ -214,6 +215,9 @@ type driftWatch struct {
 	Now      func() time.Time
 	// Jitter returns a random duration in [0, n); nil uses math/rand/v2.
 	Jitter func(n time.Duration) time.Duration
+	// Turns, when the store is shared by several replicas, hands each
+	// check to one of them; nil: this process runs every check.
+	Turns approvals.Turner
 }
 
 // Run checks on schedule until ctx ends.
@@ -255,6 +259,17 @@ func driftDelay(interval time.Duration, first bool, jitter func(time.Duration) t
 // warn once. A failure is logged and leaves the previous counts; a check
 // cut short by shutdown records nothing.
 func (w *driftWatch) check(ctx context.Context) {
+	if w.Turns != nil {
+		mine, err := w.Turns.Turn(ctx, "drift", w.Interval)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			// Two replicas checking is harmless (it only reads); none is not.
+			w.Logger.WarnContext(ctx, "Could not tell whether another replica runs this drift check; running it", "err", err)
+		case !mine:
+			w.Logger.DebugContext(ctx, "Another replica runs this drift check")
+			return
+		}
+	}
 	rctx, cancel := context.WithTimeout(ctx, driftRunTimeout)
 	defer cancel()
 	rep, _, err := checkDrift(rctx, w.Store, w.Roles)

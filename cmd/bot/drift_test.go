@@ -186,6 +186,13 @@ func TestDriftWatchSetsTheGaugesAndLogsEachDifferenceOnce(t *testing.T) {
 	if gauge(t, reg, "rolegate_drift_last_run_timestamp_seconds") != 0 {
 		t.Error("a last run before the first check")
 	}
+	// Another replica's turn: nothing is checked here.
+	w.Turns = turner(false)
+	w.check(t.Context())
+	if gauge(t, reg, "rolegate_drift_last_run_timestamp_seconds") != 0 || oa.Calls(openaitest.OpListGroupRoles) != 0 {
+		t.Error("a replica checked on another's turn")
+	}
+	w.Turns = turner(true)
 	w.check(t.Context())
 	for name, want := range map[string]float64{
 		"rolegate_drift_held_not_granted":           1,
@@ -297,3 +304,8 @@ func TestDriftIntervalConfig(t *testing.T) {
 		}
 	}
 }
+
+// turner is an approvals.Turner that always (or never) gives the turn.
+type turner bool
+
+func (m turner) Turn(context.Context, string, time.Duration) (bool, error) { return bool(m), nil }

@@ -114,6 +114,7 @@ func wire(ctx context.Context, cfg *Config, log *slog.Logger) (*process, error) 
 	}
 	if cfg.DriftInterval > 0 {
 		p.drift = &driftWatch{Store: store, Roles: client, Gauges: metrics, Logger: log, Interval: cfg.DriftInterval, Now: time.Now}
+		p.drift.Turns, _ = store.(approvals.Turner) // PostgreSQL: one replica checks each time
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", p.healthz)

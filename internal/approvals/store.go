@@ -231,3 +231,15 @@ type Counts struct {
 type Rememberer interface {
 	Remember(ctx context.Context, key string, ttl time.Duration) (first bool, err error)
 }
+
+// Turner is implemented by engines shared by several processes (pgstore):
+// it hands each turn of a periodic task, such as the drift check, to one
+// of them, so the task runs once across replicas, not once on each. Turn
+// reports whether the caller has the turn of task name: true for the first
+// caller once the task is due, and then for no one until the next turn,
+// every from this one (less a tenth, so a process whose own timer runs a
+// little early is not always skipped). A single-process engine does not
+// need it: its one process always has the turn.
+type Turner interface {
+	Turn(ctx context.Context, name string, every time.Duration) (mine bool, err error)
+}

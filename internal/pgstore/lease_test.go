@@ -277,3 +277,48 @@ func TestReadersDoNotMigrate(t *testing.T) {
 		t.Errorf("schema version %d after a reader's Open, %v; want it left at %d", applied, err, len(ms)-1)
 	}
 }
+
+// TestTurnsGoToOneReplica: of three replicas asking for a task's turn at
+// once, one has it; nobody has it again until the period is over, and
+// then one does.
+func TestTurnsGoToOneReplica(t *testing.T) {
+	url := pgtest.URL(t)
+	var stores []*Store
+	for range 3 {
+		stores = append(stores, openURL(t, url, Options{NoListen: true, NoRenew: true}))
+	}
+	const every = 500 * time.Millisecond
+	turns := func() int {
+		var n int
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for _, s := range stores {
+			wg.Go(func() {
+				mine, err := s.Turn(t.Context(), "drift", every)
+				if err != nil {
+					t.Error(err)
+				}
+				if mine {
+					mu.Lock()
+					n++
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		return n
+	}
+	if n := turns(); n != 1 {
+		t.Errorf("first turn went to %d replicas, want 1", n)
+	}
+	if n := turns(); n != 0 {
+		t.Errorf("a turn before the period was over went to %d replicas, want 0", n)
+	}
+	time.Sleep(every)
+	if n := turns(); n != 1 {
+		t.Errorf("the next turn went to %d replicas, want 1", n)
+	}
+	if mine, err := stores[0].Turn(t.Context(), "other task", every); err != nil || !mine {
+		t.Errorf("another task's first turn: %v, %v; want it", mine, err)
+	}
+}

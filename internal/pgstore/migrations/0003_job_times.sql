@@ -11,3 +11,11 @@
 
 CREATE INDEX jobs_not_before ON jobs (not_before) WHERE not_before IS NOT NULL;
 ALTER TABLE jobs SET (fillfactor = 50);
+
+-- Periodic tasks run once across replicas (Store.Turn): the time each is
+-- due again. A replica that takes a turn moves next_at on; the others find
+-- it not due.
+CREATE TABLE turns (
+    name    text        PRIMARY KEY,
+    next_at timestamptz NOT NULL
+);
