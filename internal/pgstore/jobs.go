@@ -32,10 +32,17 @@ func insertJob(ctx context.Context, tx pgx.Tx, j approvals.Job) error {
 // waiting on each other. next also counts the end of the earliest lease
 // another replica holds, so the Worker looks again when a dead replica's
 // lease lapses.
+//
+// A job last leased by another owner (whose lease lapsed, or was released
+// when it closed: Close keeps leased_by as that trace) comes back with
+// TakenOver set: that process may have been running it when it stopped,
+// so a message may have reached Slack unrecorded. The owner names one
+// run of one process, so a restarted replica's old leases count too. A
+// job released by RetryJob or never claimed is not taken over.
 func (s *Store) DueJobs(ctx context.Context, now time.Time, skip map[uint64]bool, limit approvals.JobLimit) (jobs []approvals.Job, next time.Time, err error) {
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
 		jobs, next = nil, time.Time{}
-		rows, err := tx.Query(ctx, `SELECT j.id, j.request_id, j.calls, j.body FROM jobs j
+		rows, err := tx.Query(ctx, `SELECT j.id, j.request_id, j.calls, j.body, coalesce(j.leased_by, '') FROM jobs j
 			WHERE NOT EXISTS (SELECT 1 FROM jobs o WHERE o.request_id = j.request_id AND o.calls = j.calls AND o.id < j.id)
 			  AND (j.leased_until IS NULL OR j.leased_until <= now() OR j.leased_by = $1)
 			ORDER BY j.calls DESC, j.id
@@ -46,10 +53,11 @@ func (s *Store) DueJobs(ctx context.Context, now time.Time, skip map[uint64]bool
 		var id, requestID int64
 		var calls bool
 		var body []byte
+		var leasedBy string
 		var claim []int64
 		var taken [2]int // messages, calls
 		budget := [2]int{limit.Messages, limit.Calls}
-		_, err = pgx.ForEachRow(rows, []any{&id, &requestID, &calls, &body}, func() error {
+		_, err = pgx.ForEachRow(rows, []any{&id, &requestID, &calls, &body, &leasedBy}, func() error {
 			q := 0
 			if calls {
 				q = 1
@@ -72,6 +80,7 @@ func (s *Store) DueJobs(ctx context.Context, now time.Time, skip map[uint64]bool
 				return nil
 			}
 			j.ID, j.RequestID = uint64(id), uint64(requestID)
+			j.TakenOver = leasedBy != "" && leasedBy != s.opt.Owner
 			if j.NotBefore.After(now) {
 				if next.IsZero() || j.NotBefore.Before(next) {
 					next = j.NotBefore
