@@ -381,6 +381,10 @@ func crashSoak(t *testing.T, bin string) {
 		}
 		undecided := false
 		for _, r := range all {
+			if r.State == approvals.StateChecking {
+				undecided = true // not yet put to approvers: wait, then click
+				continue
+			}
 			if r.State != approvals.StatePending {
 				continue
 			}
