@@ -71,6 +71,66 @@ func TestCrashRecovery(t *testing.T) {
 		c.wantMessagesOnce(1)
 	})
 
+	t.Run("approval message posted, ts not stored", func(t *testing.T) {
+		t.Parallel()
+		c := newCrashRig(t, bin, nil)
+		c.start("")
+		// Slack accepts the approval message; the bot dies before reading
+		// its ts. chat.postMessage has no idempotency key: the restart
+		// finds the message in the channel instead of posting it again.
+		var once sync.Once
+		c.slack.OnCall(func(method string, v url.Values) {
+			if method == "chat.postMessage" && v.Get("channel") == testChannel && v.Get("thread_ts") == "" {
+				once.Do(c.kill)
+			}
+		})
+		id := c.request(requester, defaultTarget+" crash after the post")
+		c.waitExit()
+		c.slack.OnCall(nil)
+		posted := c.approvalMessage(id)
+		c.checkDB(func(s *approvals.BoltStore) {
+			if r, _ := s.Get(context.Background(), id); r.State != approvals.StatePending || r.MessageTS != "" {
+				t.Fatalf("after the kill: %s with ts %q, want pending with the post not recorded", r.State, r.MessageTS)
+			}
+		})
+		c.start("")
+		c.waitFor("the restart to record the message", func() bool { return c.stored(id).MessageTS != "" })
+		if got := c.stored(id).MessageTS; got != posted.TS {
+			t.Fatalf("the restart recorded ts %q, want the message posted before the kill (%s)", got, posted.TS)
+		}
+		if c.slack.Calls("conversations.history") == 0 {
+			t.Error("the restart did not look in the channel before deciding")
+		}
+		c.click(approverAna, slackapp.ActionApprove, id)
+		c.finish(map[uint64]approvals.State{id: approvals.StateApplied})
+		c.wantMessagesOnce(id)
+	})
+
+	t.Run("result posted, not recorded", func(t *testing.T) {
+		t.Parallel()
+		c := newCrashRig(t, bin, nil)
+		c.start("")
+		id := c.request(requester, defaultTarget+" crash after the result")
+		c.approvalPosted(id)
+		// Slack accepts the result in the thread; the bot dies before it
+		// completes the job. The restart finds it (conversations.replies).
+		var once sync.Once
+		c.slack.OnCall(func(method string, v url.Values) {
+			if method == "chat.postMessage" && v.Get("channel") == testChannel && v.Get("thread_ts") != "" {
+				once.Do(c.kill)
+			}
+		})
+		c.sendClick(approverAna, slackapp.ActionApprove, id)
+		c.waitExit()
+		c.slack.OnCall(nil)
+		c.start("")
+		c.finish(map[uint64]approvals.State{id: approvals.StateApplied})
+		c.wantMessagesOnce(id)
+		if c.slack.Calls("conversations.replies") == 0 {
+			t.Error("the restart did not look in the thread before posting the result")
+		}
+	})
+
 	t.Run("decision stored, POST not made", func(t *testing.T) {
 		t.Parallel()
 		c := newCrashRig(t, bin, nil)
@@ -321,6 +381,10 @@ func crashSoak(t *testing.T, bin string) {
 		}
 		undecided := false
 		for _, r := range all {
+			if r.State == approvals.StateChecking {
+				undecided = true // not yet put to approvers: wait, then click
+				continue
+			}
 			if r.State != approvals.StatePending {
 				continue
 			}
@@ -374,14 +438,20 @@ func crashSoak(t *testing.T, bin string) {
 	}
 	s.Close()
 
-	dupApproval, dupResult := c.messageCounts(final)
+	dupApproval, dupResult, dupOther := c.messageCounts(final)
 	if n := duplicates.Load(); n != 0 {
 		t.Errorf("%d POSTs for assignments that already existed", n)
 	}
+	// A post in flight at a kill is looked for after the restart, so even
+	// these kills repeat no approval message and no result. Other replies
+	// (a denial) are at least once.
+	if dupApproval+dupResult != 0 {
+		t.Errorf("%d approval messages and %d results posted again after kills", dupApproval, dupResult)
+	}
 	t.Logf("crash soak: %d rounds, %d kills survived, %d requests (%d applied), %d commands and %d clicks acknowledged before kills; "+
-		"lost: %d commands, %d clicks; duplicate assignment POSTs: %d; repeated Slack messages (at-least-once): %d approval, %d result",
+		"lost: %d commands, %d clicks; duplicate assignment POSTs: %d; repeated Slack messages: %d approval, %d result, %d other (at least once)",
 		round, c.kills.Load(), len(final), countState(final, approvals.StateApplied), len(acks.commandIDs()), len(acks.clicks()),
-		lostCommands, lostClicks, duplicates.Load(), dupApproval, dupResult)
+		lostCommands, lostClicks, duplicates.Load(), dupApproval, dupResult, dupOther)
 }
 
 func soakGroup(i int) string { return fmt.Sprintf("group_s%03d", i) }
@@ -729,41 +799,60 @@ func (c *crashRig) wantMessagesShowState(rs map[uint64]approvals.Request) {
 }
 
 // wantMessagesOnce checks that request id has exactly one approval message
-// and at most one result: the crash points above are placed so no message
-// can be sent twice.
+// and at most one result: a post cut short by a kill is looked for in the
+// channel before it is posted again.
 func (c *crashRig) wantMessagesOnce(id uint64) {
 	c.t.Helper()
-	approval, result := c.messageCounts(map[uint64]approvals.Request{id: c.stored(id)})
-	if approval != 0 || result != 0 {
-		c.t.Errorf("request #%d: %d repeated approval messages, %d repeated results", id, approval, result)
+	approval, result, other := c.messageCounts(map[uint64]approvals.Request{id: c.stored(id)})
+	if approval != 0 || result != 0 || other != 0 {
+		c.t.Errorf("request #%d: %d repeated approval messages, %d repeated results, %d other repeated replies", id, approval, result, other)
 	}
 }
 
 // messageCounts counts messages sent more than once: approval messages
-// beyond the first per request, results beyond the first per request.
-func (c *crashRig) messageCounts(rs map[uint64]approvals.Request) (approval, result int) {
+// beyond the first per request, results (the summary or the error) beyond
+// the first, and other replies about the request in its thread (a
+// denial) beyond the one expected. Approval messages and results are
+// known by their metadata; they are posted once even across kills, the
+// other replies at least once.
+func (c *crashRig) messageCounts(rs map[uint64]approvals.Request) (approval, result, other int) {
 	msgs := c.slack.Messages(testChannel)
 	for id, r := range rs {
-		header := fmt.Sprintf("\nRole assignment request #%d\n", id)
+		results, others := 0, 0
 		for _, m := range msgs {
 			switch {
-			case m.ThreadTS == "" && strings.Contains(m.VisibleText(), header) && m.TS != r.MessageTS:
+			case m.ThreadTS == "" && markedAs(m, slackapp.ApprovalEventType, id) && m.TS != r.MessageTS:
 				approval++
+			case markedAs(m, slackapp.ResultEventType, id):
+				results++
 			case m.ThreadTS != "" && strings.Contains(m.Text, fmt.Sprintf("Request #%d ", id)):
-				result++
+				others++
 			}
 		}
-		if r.State == approvals.StateApplied || r.State == approvals.StateRevoked || r.State == approvals.StateFailed || r.State == approvals.StateDenied {
-			result-- // the one expected: the summary, the error, or who denied and why
+		if r.State == approvals.StateApplied || r.State == approvals.StateRevoked || r.State == approvals.StateFailed {
+			results-- // the one expected: the summary, or the error
 		}
+		if r.State == approvals.StateDenied {
+			others-- // who denied and why
+		}
+		result, other = result+max(results, 0), other+max(others, 0)
 	}
-	return approval, max(result, 0)
+	return approval, result, other
+}
+
+// markedAs reports whether m's metadata marks it as request id's message
+// of eventType (slackapp.RequestMetadata).
+func markedAs(m slackfake.Message, eventType string, id uint64) bool {
+	var md struct {
+		EventType    string            `json:"event_type"`
+		EventPayload map[string]string `json:"event_payload"`
+	}
+	return json.Unmarshal(m.Metadata, &md) == nil && md.EventType == eventType && md.EventPayload["request_id"] == strconv.FormatUint(id, 10)
 }
 
 // approvalPosted waits until request id's approval message is in the
-// channel and its ts is stored: a kill before that commit would post the
-// message again on restart (Slack messages are at least once), which is not
-// what the precise kills test.
+// channel and its ts is stored, so a precise kill after it lands where it
+// means to (a kill before the commit is the "ts not stored" case).
 func (c *crashRig) approvalPosted(id uint64) {
 	c.t.Helper()
 	c.approvalMessage(id)

@@ -96,7 +96,7 @@ func wire(ctx context.Context, cfg *Config, log *slog.Logger) (*process, error) 
 		Revoker: client,
 		Roles:   client,
 		Notifier: &slackapp.Notifier{Client: api, Metrics: metrics, ResponseURLs: responseURLs, DryRun: cfg.DryRun, AuditHead: auditHead(store),
-			Directory: slackapp.Directory{Client: api}},
+			Directory: slackapp.Directory{Client: api}, Logger: log},
 		Logger:      log,
 		Observer:    metrics,
 		MaxAttempts: cfg.OpenAIMaxAttempts,

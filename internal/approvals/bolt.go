@@ -44,6 +44,10 @@ type BoltStore struct {
 	db      *bolt.DB
 	commits *groupCommit // the write transactions of the hot paths
 	changes chan struct{}
+	// inherited is the last job id given out before Open: jobs up to it
+	// were in the file when this process started, so the last one may
+	// have been under way when it stopped (DueJobs marks them TakenOver).
+	inherited uint64
 }
 
 var _ Store = (*BoltStore)(nil)
@@ -60,7 +64,16 @@ func Open(path string) (*BoltStore, error) {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	return newBoltStore(db), nil
+	s := newBoltStore(db)
+	err = db.View(func(tx *bolt.Tx) error {
+		s.inherited = tx.Bucket(bucketOutbox).Sequence() // job ids of both queues
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return s, nil
 }
 
 func newBoltStore(db *bolt.DB) *BoltStore {
@@ -592,6 +605,7 @@ func (s *BoltStore) DueJobs(ctx context.Context, now time.Time, skip map[uint64]
 					continue
 				}
 				seen[j.Lane()] = true
+				j.TakenOver = j.ID <= s.inherited
 				if j.NotBefore.After(now) {
 					if next.IsZero() || j.NotBefore.Before(next) {
 						next = j.NotBefore

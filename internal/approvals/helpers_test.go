@@ -290,8 +290,28 @@ type fakeNotifier struct {
 	delivered map[uint64][]delivery
 	order     []uint64 // request ids in delivery order
 	attempts  map[string]int
-	told      map[uint64][]string // notes told to requesters
+	told      map[uint64][]string  // notes told to requesters
+	postings  map[string][]Posting // "id/kind" → what each attempt was told of earlier ones
 	fail      func(kind JobKind, r Request, attempt int) error
+}
+
+// posting records what the Worker said of a post's earlier attempts.
+func (n *fakeNotifier) posting(kind JobKind, r Request, p Posting) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.postings == nil {
+		n.postings = map[string][]Posting{}
+	}
+	key := fmt.Sprintf("%d/%s", r.ID, kind)
+	n.postings[key] = append(n.postings[key], p)
+}
+
+// postingsOf returns what each attempt to post request id's message of
+// kind was told of earlier attempts, in order.
+func (n *fakeNotifier) postingsOf(id uint64, kind JobKind) []Posting {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.postings[fmt.Sprintf("%d/%s", id, kind)])
 }
 
 func (n *fakeNotifier) try(kind JobKind, r Request) error {
@@ -325,7 +345,8 @@ func (n *fakeNotifier) try(kind JobKind, r Request) error {
 	return nil
 }
 
-func (n *fakeNotifier) PostApproval(ctx context.Context, r Request) (string, error) {
+func (n *fakeNotifier) PostApproval(ctx context.Context, r Request, p Posting) (string, error) {
+	n.posting(JobPostApproval, r, p)
 	if err := n.try(JobPostApproval, r); err != nil {
 		return "", err
 	}
@@ -339,7 +360,8 @@ func (n *fakeNotifier) UpdateApproval(ctx context.Context, r Request) error {
 	return n.try(JobUpdateApproval, r)
 }
 
-func (n *fakeNotifier) PostResult(ctx context.Context, r Request) error {
+func (n *fakeNotifier) PostResult(ctx context.Context, r Request, p Posting) error {
+	n.posting(JobPostResult, r, p)
 	return n.try(JobPostResult, r)
 }
 

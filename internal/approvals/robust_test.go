@@ -259,11 +259,11 @@ func (o *quarantineObserver) count() int64      { return o.n.Load() }
 // panickyNotifier panics on request 1's approval message.
 type panickyNotifier struct{ *fakeNotifier }
 
-func (p panickyNotifier) PostApproval(ctx context.Context, r Request) (string, error) {
+func (p panickyNotifier) PostApproval(ctx context.Context, r Request, posting Posting) (string, error) {
 	if r.ID == 1 {
 		panic("a bug in rendering")
 	}
-	return p.fakeNotifier.PostApproval(ctx, r)
+	return p.fakeNotifier.PostApproval(ctx, r, posting)
 }
 
 // TestWorkerQuarantinesAPanickingJob: a job that panics is recovered,

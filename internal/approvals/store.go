@@ -81,6 +81,15 @@ type Job struct {
 	// not be decoded; the Worker moves it aside with Store.Quarantine. It
 	// is never stored.
 	Corrupt *CorruptError
+	// TakenOver is set by Store.DueJobs when another process (or an
+	// earlier run of this one) may have been running the job when it
+	// stopped: its effect may have happened without being recorded, such
+	// as a message Slack accepted just before a SIGKILL. Slack's
+	// chat.postMessage has no idempotency key, so the Worker tells the
+	// Notifier, which looks for the message before posting it again. It
+	// is known at claim time and never stored, so it costs no write per
+	// message.
+	TakenOver bool
 	// storeFails counts the store failures in a row the Worker met running
 	// it; kept in memory only.
 	storeFails int
@@ -188,7 +197,11 @@ type Store interface {
 	// of a job scanned but not yet due (zero if none). A job that cannot
 	// be decoded comes back with Corrupt set. A shared engine claims the
 	// jobs it returns (see Leases above) and also counts, in next, the end
-	// of the earliest lease another process holds.
+	// of the earliest lease another process holds. A job another process
+	// (or an earlier run of this one) may have been running when it
+	// stopped comes back with TakenOver set: pgstore, one whose lease by
+	// another owner lapsed or was released at its close; bbolt, one that
+	// was in the file when it was opened.
 	DueJobs(ctx context.Context, now time.Time, skip map[uint64]bool, limit JobLimit) (jobs []Job, next time.Time, err error)
 	// RetryJob stores j back (attempts, error, NotBefore updated by the
 	// caller), unless it was completed meanwhile.

@@ -18,12 +18,17 @@ import (
 // should be a *DeliveryError; any other error counts as temporary. Each
 // call is one attempt; the Worker owns retries.
 type Notifier interface {
-	// PostApproval posts the approval message and returns its ts.
-	PostApproval(ctx context.Context, r Request) (ts string, err error)
+	// PostApproval posts the approval message and returns its ts. When
+	// p.MayHavePosted, it first looks for the message an earlier attempt
+	// may have posted and returns that one's ts instead; when it cannot
+	// look, it posts (a message twice rather than none).
+	PostApproval(ctx context.Context, r Request, p Posting) (ts string, err error)
 	// UpdateApproval rewrites the approval message to r's state.
 	UpdateApproval(ctx context.Context, r Request) error
-	// PostResult posts the assignment summary or the API's error.
-	PostResult(ctx context.Context, r Request) error
+	// PostResult posts the assignment summary or the API's error; with
+	// p.MayHavePosted, only when it cannot find one posted before, as
+	// PostApproval.
+	PostResult(ctx context.Context, r Request, p Posting) error
 	// TellRequester tells the requester privately why the request ended
 	// without a decision (r.Note).
 	TellRequester(ctx context.Context, r Request) error
@@ -49,6 +54,16 @@ type Notifier interface {
 	// NotifyApprovers tells every approver of r's rule by direct message
 	// that r was applied break-glass, without approval.
 	NotifyApprovers(ctx context.Context, r Request) error
+}
+
+// Posting is what the Worker knows of a message's earlier attempts when it
+// asks a Notifier to post it.
+type Posting struct {
+	// MayHavePosted: an earlier attempt may have reached Slack without its
+	// outcome being recorded (the job was taken over from a process that
+	// stopped while running it, Job.TakenOver), so the message may be
+	// there already.
+	MayHavePosted bool
 }
 
 // DeliveryError is a Notifier failure, classified.
@@ -400,6 +415,7 @@ func (w *Worker) remembered(j Job) Job {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if m, ok := w.jobs[j.ID]; ok && m.Attempts >= j.Attempts {
+		m.TakenOver = m.TakenOver || j.TakenOver // known only from this claim
 		return m
 	}
 	return j
@@ -802,7 +818,7 @@ func (w *Worker) deliver(ctx context.Context, log *slog.Logger, j Job, r Request
 			w.complete(ctx, log, j) // posted before a crash lost the job's completion
 			return
 		}
-		e.ts, err = w.Notifier.PostApproval(ctx, r)
+		e.ts, err = w.Notifier.PostApproval(ctx, r, Posting{MayHavePosted: j.TakenOver})
 	case JobUpdateApproval:
 		if r.MessageTS == "" {
 			w.complete(ctx, log, j) // never posted: nothing to update
@@ -810,7 +826,7 @@ func (w *Worker) deliver(ctx context.Context, log *slog.Logger, j Job, r Request
 		}
 		err = w.Notifier.UpdateApproval(ctx, r)
 	case JobPostResult:
-		err = w.Notifier.PostResult(ctx, r)
+		err = w.Notifier.PostResult(ctx, r, Posting{MayHavePosted: j.TakenOver})
 	case JobTellRequester:
 		err = w.Notifier.TellRequester(ctx, r)
 	case JobPostDenial:

@@ -676,3 +676,41 @@ func TestWorkerStopsCallingOutAfterCancel(t *testing.T) {
 		}
 	}
 }
+
+// TestWorkerTellsTheNotifierOnlyOfTakenOverPosts: a post that was queued
+// when the last process stopped (it may have reached Slack just before)
+// is posted with MayHavePosted, so the Notifier looks for it first; one
+// queued by this process is posted straight away, with no look-up.
+func TestWorkerTellsTheNotifierOnlyOfTakenOverPosts(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "rolegate.db")
+	s1 := openStore(t, path)
+	inherited := createNow(t, s1, 1) // its post is queued when the process stops
+	closeStore(t, s1)
+
+	s2 := openStore(t, path)
+	fresh := createNow(t, s2, 1)
+	n := &fakeNotifier{}
+	startWorker(t, newWorker(s2, &fakeGranter{}, n))
+	for _, r := range []Request{inherited, fresh} {
+		approveWhenPosted(t, s2, r.ID)
+		if got := waitSettled(t, s2, r.ID); got.State != StateApplied {
+			t.Fatalf("request %d is %s, want applied", r.ID, got.State)
+		}
+	}
+	for _, tt := range []struct {
+		id   uint64
+		kind JobKind
+		want []Posting
+	}{
+		{inherited.ID, JobPostApproval, []Posting{{MayHavePosted: true}}},
+		{fresh.ID, JobPostApproval, []Posting{{MayHavePosted: false}}},
+		// Queued by this process (at the approval): nobody ran them before.
+		{inherited.ID, JobPostResult, []Posting{{MayHavePosted: false}}},
+		{fresh.ID, JobPostResult, []Posting{{MayHavePosted: false}}},
+	} {
+		if got := n.postingsOf(tt.id, tt.kind); !slices.Equal(got, tt.want) {
+			t.Errorf("request %d %s: the notifier was told %+v, want %+v", tt.id, tt.kind, got, tt.want)
+		}
+	}
+}

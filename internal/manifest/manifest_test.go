@@ -44,9 +44,11 @@ const (
 
 // requiredScopes are the bot scopes rolegate calls need: commands to receive
 // the slash command, chat:write for chat.postMessage and chat.update,
-// chat:write.public to post in public channels the bot has not joined, and
-// usergroups:read to expand user-group approvers (S…).
-var requiredScopes = []string{"commands", "chat:write", "chat:write.public", "usergroups:read"}
+// chat:write.public to post in public channels the bot has not joined,
+// usergroups:read to expand user-group approvers (S…), and channels:history
+// and groups:history to find a message a stopped replica may have posted
+// before posting it again (public and private channels).
+var requiredScopes = []string{"commands", "chat:write", "chat:write.public", "usergroups:read", "channels:history", "groups:history"}
 
 // appManifest is the part of a Slack app manifest that rolegate depends on.
 type appManifest struct {

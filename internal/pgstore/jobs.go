@@ -29,7 +29,7 @@ func insertJob(w *wtx, j approvals.Job) error {
 // matters: FOR UPDATE locks every row the query returns, and a lock on a
 // job the Worker does not take would hold up the transaction that
 // completes it. RETURNING has no order: DueJobs sorts.
-const claimJobs = `WITH due AS (SELECT j.id FROM jobs j
+const claimJobs = `WITH due AS (SELECT j.id, j.leased_by AS was FROM jobs j
 	WHERE j.calls = $2
 	  AND (j.not_before IS NULL OR j.not_before <= $3)
 	  AND (j.leased_until IS NULL OR j.leased_until <= now() OR j.leased_by = $1)
@@ -38,7 +38,7 @@ const claimJobs = `WITH due AS (SELECT j.id FROM jobs j
 	ORDER BY j.id LIMIT $5
 	FOR UPDATE OF j SKIP LOCKED)
 	UPDATE jobs SET leased_until = now() + $6, leased_by = $1 FROM due WHERE jobs.id = due.id
-	RETURNING jobs.id, jobs.request_id, jobs.body`
+	RETURNING jobs.id, jobs.request_id, jobs.body, coalesce(due.was, '')`
 
 // dueNext is the earliest NotBefore still ahead ($1): when DueJobs
 // should look again for a job that waits.
@@ -69,6 +69,13 @@ const leaseLookEvery = time.Second
 // waiting on each other. next also counts the end of the earliest lease
 // another replica holds, so the Worker looks again when a dead replica's
 // lease lapses. It is one round trip, committed lax (see laxBatch).
+//
+// A job last leased by another owner (whose lease lapsed, or was released
+// when it closed: Close keeps leased_by as that trace) comes back with
+// TakenOver set: that process may have been running it when it stopped,
+// so a message may have reached Slack unrecorded. The owner names one
+// run of one process, so a restarted replica's old leases count too. A
+// job released by RetryJob or never claimed is not taken over.
 func (s *Store) DueJobs(ctx context.Context, now time.Time, skip map[uint64]bool, limit approvals.JobLimit) (jobs []approvals.Job, next time.Time, err error) {
 	skipCalls, skipMessages := []int64{}, []int64{} // not nil: NULL would match no job
 	for lane := range skip {
@@ -90,14 +97,16 @@ func (s *Store) DueJobs(ctx context.Context, now time.Time, skip map[uint64]bool
 		b.Queue(claimJobs, s.opt.Owner, kind.calls, now, kind.skip, kind.limit, s.opt.Lease).Query(func(rows pgx.Rows) error {
 			var id, requestID int64
 			var body []byte
+			var was string
 			var claimed []approvals.Job
-			_, err := pgx.ForEachRow(rows, []any{&id, &requestID, &body}, func() error {
+			_, err := pgx.ForEachRow(rows, []any{&id, &requestID, &body, &was}, func() error {
 				j, err := approvals.UnmarshalJob(body)
 				if err != nil {
 					claimed = append(claimed, approvals.Job{ID: uint64(id), Corrupt: &approvals.CorruptError{Kind: "job", Key: uint64(id), Err: err}})
 					return nil
 				}
 				j.ID, j.RequestID = uint64(id), uint64(requestID)
+				j.TakenOver = was != "" && was != s.opt.Owner
 				claimed = append(claimed, j)
 				return nil
 			})

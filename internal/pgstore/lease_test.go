@@ -48,6 +48,9 @@ func TestDeadReplicasJobIsTakenOverAfterItsLeaseNotBefore(t *testing.T) {
 	if err != nil || len(claimed) != 1 || claimed[0].RequestID != r.ID {
 		t.Fatalf("first replica's DueJobs = %+v, %v; want request %d's post", claimed, err, r.ID)
 	}
+	if claimed[0].TakenOver {
+		t.Errorf("a job nobody ran before is marked taken over")
+	}
 	// The replica "dies" holding the job: it neither renews nor releases.
 	before := time.Now()
 	jobs, next, err := live.DueJobs(t.Context(), before, nil, approvals.Each(10))
@@ -64,6 +67,17 @@ func TestDeadReplicasJobIsTakenOverAfterItsLeaseNotBefore(t *testing.T) {
 	jobs, _, err = live.DueJobs(t.Context(), time.Now(), nil, approvals.Each(10))
 	if err != nil || len(jobs) != 1 || jobs[0].ID != claimed[0].ID {
 		t.Fatalf("after the lease lapsed: %+v, %v; want job %d taken over", jobs, err, claimed[0].ID)
+	}
+	if !jobs[0].TakenOver {
+		t.Errorf("the dead replica's job is not marked taken over: its post may have reached Slack")
+	}
+	// A retry the live replica records releases the job as its own: the
+	// next claim is no take-over.
+	if err := live.RetryJob(t.Context(), jobs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if again, _, err := live.DueJobs(t.Context(), time.Now(), nil, approvals.Each(10)); err != nil || len(again) != 1 || again[0].TakenOver {
+		t.Fatalf("after the live replica's own retry: %+v, %v; want the job, not taken over", again, err)
 	}
 	// Now the live replica holds it: the dead one (were it to come back) does not get it.
 	if again, _, _ := dead.DueJobs(t.Context(), time.Now(), nil, approvals.Each(10)); len(again) != 0 {
@@ -133,8 +147,12 @@ func TestClosingReleasesLeasesAtOnce(t *testing.T) {
 		t.Fatalf("claim: %+v", jobs)
 	}
 	a.Close() // a rolling deploy stops a replica gracefully
-	if jobs, _, _ := b.DueJobs(t.Context(), time.Now(), nil, approvals.Each(10)); len(jobs) != 1 {
-		t.Errorf("after the holder closed, the other replica got %+v, want the job at once", jobs)
+	jobs, _, _ := b.DueJobs(t.Context(), time.Now(), nil, approvals.Each(10))
+	if len(jobs) != 1 {
+		t.Fatalf("after the holder closed, the other replica got %+v, want the job at once", jobs)
+	}
+	if !jobs[0].TakenOver {
+		t.Errorf("a job released by a stop is not marked taken over: the stop may have cut its post short after Slack took it")
 	}
 }
 

@@ -146,13 +146,16 @@ func Open(ctx context.Context, url string, opts ...Options) (*Store, error) {
 // Close stops listening and renewing, releases the leases this replica
 // holds (so another replica takes its jobs at once, not after the lease:
 // the Worker has stopped before the store is closed) and closes the pool.
+// A released job keeps its leased_by: the stop may have cut a post short
+// after Slack accepted it, so the next holder is told it took the job
+// over (DueJobs) and looks for the message before posting it again.
 func (s *Store) Close() error {
 	s.once.Do(func() {
 		s.stop()
 		s.wg.Wait()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		tag, err := s.pool.Exec(ctx, "UPDATE jobs SET leased_until = NULL, leased_by = NULL WHERE leased_by = $1", s.opt.Owner)
+		tag, err := s.pool.Exec(ctx, "UPDATE jobs SET leased_until = NULL WHERE leased_by = $1 AND leased_until IS NOT NULL", s.opt.Owner)
 		if err == nil && tag.RowsAffected() > 0 {
 			s.pool.Exec(ctx, "SELECT pg_notify($1, '')", notifyChannel)
 		}

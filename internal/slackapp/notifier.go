@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/slack-go/slack"
@@ -32,6 +34,12 @@ type Notifier struct {
 	// Directory resolves user-group approvers to their members for the
 	// break-glass DMs; nil: user groups are skipped.
 	Directory approvals.Directory
+	// Logger reports look-ups for earlier posts that failed (the message
+	// is posted anyway); nil discards.
+	Logger *slog.Logger
+
+	mu    sync.Mutex
+	botID string // this bot's id (auth.test), once known: whose messages to adopt
 }
 
 // DryRunBanner opens every message of a bot in dry run.
@@ -74,28 +82,48 @@ func (n *Notifier) metrics() Metrics {
 	return n.Metrics
 }
 
-// PostApproval posts r's approval message in its channel and returns its ts.
-func (n *Notifier) PostApproval(ctx context.Context, r approvals.Request) (string, error) {
+// PostApproval posts r's approval message in its channel and returns its
+// ts. With p.MayHavePosted it first looks for the message in the channel
+// (see findPosted) and returns the ts of the one it finds; when it cannot
+// look (a missing scope, not in the channel, Slack failing), it logs why
+// and posts: a message twice rather than none.
+func (n *Notifier) PostApproval(ctx context.Context, r approvals.Request, p approvals.Posting) (string, error) {
+	if p.MayHavePosted {
+		if ts, ok, err := n.adopt(ctx, r, ApprovalEventType, ""); ok || err != nil {
+			return ts, err
+		}
+	}
 	_, ts, err := n.Client.PostMessageContext(ctx, r.ChannelID,
-		slack.MsgOptionText(n.text(Summary(r)), false), slack.MsgOptionBlocks(n.blocks(ApprovalBlocks(r))...))
+		slack.MsgOptionText(n.text(Summary(r)), false), slack.MsgOptionBlocks(n.blocks(ApprovalBlocks(r))...),
+		slack.MsgOptionMetadata(RequestMetadata(ApprovalEventType, r.ID)))
 	if err != nil {
 		return "", n.classify("chat.postMessage", err)
 	}
 	return ts, nil
 }
 
-// UpdateApproval rewrites r's approval message to its current state.
+// UpdateApproval rewrites r's approval message to its current state. It
+// sends the metadata again, so a message posted before rolegate marked its
+// messages can be found too.
 func (n *Notifier) UpdateApproval(ctx context.Context, r approvals.Request) error {
 	_, _, _, err := n.Client.UpdateMessageContext(ctx, r.ChannelID, r.MessageTS,
-		slack.MsgOptionText(n.text(Summary(r)), false), slack.MsgOptionBlocks(n.blocks(ApprovalBlocks(r))...))
+		slack.MsgOptionText(n.text(Summary(r)), false), slack.MsgOptionBlocks(n.blocks(ApprovalBlocks(r))...),
+		slack.MsgOptionMetadata(RequestMetadata(ApprovalEventType, r.ID)))
 	return n.classify("chat.update", err)
 }
 
 // PostResult posts the assignment summary, or the API's error, as a reply
 // in the approval message's thread that is also shown in the channel. With
 // AuditHead set, it ends with the short hash of the request's latest audit
-// event; failing to read it is a temporary DeliveryError.
-func (n *Notifier) PostResult(ctx context.Context, r approvals.Request) error {
+// event; failing to read it is a temporary DeliveryError. With
+// p.MayHavePosted it first looks in the thread (conversations.replies) for
+// the result an earlier attempt posted, as PostApproval does.
+func (n *Notifier) PostResult(ctx context.Context, r approvals.Request, p approvals.Posting) error {
+	if p.MayHavePosted {
+		if _, ok, err := n.adopt(ctx, r, ResultEventType, r.MessageTS); ok || err != nil {
+			return err
+		}
+	}
 	blocks := ResultBlocks(r)
 	if n.AuditHead != nil {
 		head, err := n.AuditHead(ctx, r.ID)
@@ -107,7 +135,8 @@ func (n *Notifier) PostResult(ctx context.Context, r approvals.Request) error {
 				fmt.Sprintf("Audit event `%s` (`bot audit export` lists it; `bot audit verify` checks the chain)", ShortHash(head)), false, false)))
 		}
 	}
-	opts := []slack.MsgOption{slack.MsgOptionText(n.text(ResultText(r)), false), slack.MsgOptionBlocks(n.blocks(blocks)...)}
+	opts := []slack.MsgOption{slack.MsgOptionText(n.text(ResultText(r)), false), slack.MsgOptionBlocks(n.blocks(blocks)...),
+		slack.MsgOptionMetadata(RequestMetadata(ResultEventType, r.ID))}
 	if r.MessageTS != "" {
 		opts = append(opts, slack.MsgOptionTS(r.MessageTS), slack.MsgOptionBroadcast())
 	}

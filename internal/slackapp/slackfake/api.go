@@ -39,6 +39,8 @@ var methods = map[string]func(s *Server, p url.Values) apiResponse{
 	"usergroups.users.list": (*Server).userGroupUsers,
 	"views.open":            (*Server).viewsOpen,
 	"chat.getPermalink":     (*Server).getPermalink,
+	"conversations.history": (*Server).history,
+	"conversations.replies": (*Server).replies,
 	"apps.connections.open": nil, // needs the request's Host; see serveAPI
 }
 
@@ -236,6 +238,7 @@ type content struct {
 	hasText     bool
 	blocks      json.RawMessage // nil when absent
 	attachments json.RawMessage // nil when absent
+	metadata    json.RawMessage // message metadata; nil when absent
 }
 
 func contentFromParams(p url.Values) content {
@@ -246,6 +249,9 @@ func contentFromParams(p url.Values) content {
 	}
 	if _, ok := p["attachments"]; ok {
 		c.attachments = json.RawMessage(p.Get("attachments"))
+	}
+	if _, ok := p["metadata"]; ok {
+		c.metadata = json.RawMessage(p.Get("metadata"))
 	}
 	return c
 }
@@ -276,10 +282,23 @@ func (c content) check() (string, []string) {
 			return "invalid_attachments", nil
 		}
 	}
+	if c.metadata != nil && !validMetadata(c.metadata) {
+		return "invalid_metadata_format", nil
+	}
 	if c.empty() {
 		return "no_text", nil
 	}
 	return "", nil
+}
+
+// validMetadata reports message metadata Slack accepts: an object with a
+// non-empty event_type and an event_payload object.
+func validMetadata(raw json.RawMessage) bool {
+	var md struct {
+		EventType    string         `json:"event_type"`
+		EventPayload map[string]any `json:"event_payload"`
+	}
+	return json.Unmarshal(raw, &md) == nil && md.EventType != "" && md.EventPayload != nil
 }
 
 func contentError(code string, errs []string) apiResponse {
@@ -293,6 +312,16 @@ func contentError(code string, errs []string) apiResponse {
 		resp["response_metadata"] = map[string]any{"messages": msgs}
 	}
 	return resp
+}
+
+// normalizedObject returns a JSON object re-encoded compactly, or nil when absent.
+func normalizedObject(raw json.RawMessage) json.RawMessage {
+	var v map[string]any
+	if len(raw) == 0 || json.Unmarshal(raw, &v) != nil || v == nil {
+		return nil
+	}
+	b, _ := json.Marshal(v)
+	return b
 }
 
 // normalizedArray returns a JSON array re-encoded compactly, or nil when absent or empty.
@@ -360,6 +389,7 @@ func (s *Server) addMessageLocked(ch *channel, c content, threadTS string, broad
 			m.broadcast = broadcast
 		}
 	}
+	m.metadata = normalizedObject(c.metadata)
 	m.versions = []version{{
 		text:        c.text,
 		blocks:      normalizedArray(c.blocks),
@@ -386,6 +416,9 @@ func (s *Server) updateMessageLocked(m *message, c content, source string) {
 	}
 	if c.attachments != nil {
 		next.attachments = normalizedArray(c.attachments)
+	}
+	if c.metadata != nil {
+		m.metadata = normalizedObject(c.metadata) // without it, chat.update keeps the metadata
 	}
 	m.versions = append(m.versions, next)
 	s.notifyLocked()

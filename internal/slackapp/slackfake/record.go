@@ -27,6 +27,7 @@ type message struct {
 	threadTS  string
 	broadcast bool
 	deleted   bool
+	metadata  json.RawMessage // event_type and event_payload, nil without
 	versions  []version
 }
 
@@ -78,6 +79,9 @@ type Message struct {
 	BlocksJSON      json.RawMessage
 	Blocks          []map[string]any
 	AttachmentsJSON json.RawMessage
+	// Metadata is the message metadata ({"event_type":…,"event_payload":…})
+	// as posted or last replaced by chat.update, nil when it has none.
+	Metadata json.RawMessage
 	// Updates counts the changes after posting (chat.update, replace_original).
 	Updates int
 	// Deleted reports a message removed through a response URL's delete_original.
@@ -124,6 +128,7 @@ func (m *message) snapshot() Message {
 		BlocksJSON:      clone(cur.blocks),
 		Blocks:          decodeBlocks(cur.blocks),
 		AttachmentsJSON: clone(cur.attachments),
+		Metadata:        clone(m.metadata),
 		Updates:         len(m.versions) - 1,
 		Deleted:         m.deleted,
 	}

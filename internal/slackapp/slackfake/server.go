@@ -62,7 +62,8 @@ type Server struct {
 	channels     map[string]*channel
 	dms          map[string]string // user id → DM channel id
 	userGroups   map[string][]string
-	seq          int64 // message timestamp counter
+	seq          int64 // view id counter
+	lastTS       int64 // the last message timestamp handed out, in microseconds
 	ephemerals   []Ephemeral
 	views        []OpenedView
 	usedTriggers map[string]bool // trigger ids views.open has exchanged
@@ -231,11 +232,14 @@ func (s *Server) notifyLocked() {
 }
 
 // nextTSLocked returns a new message timestamp: unique, increasing and shaped like
-// Slack's ("1700000000.000100"). The caller holds s.mu.
+// Slack's ("1700000000.000100"). Like Slack's, it is the time of posting (by the
+// fake's clock) in microseconds, moved on by one when that was handed out
+// already, so conversations.history can filter by oldest and latest. The caller
+// holds s.mu.
 func (s *Server) nextTSLocked() string {
-	s.seq++
-	micros := s.seq * 100
-	return fmt.Sprintf("%d.%06d", 1700000000+micros/1_000_000, micros%1_000_000)
+	micros := max(s.now().UnixMicro(), s.lastTS+1)
+	s.lastTS = micros
+	return fmt.Sprintf("%d.%06d", micros/1_000_000, micros%1_000_000)
 }
 
 // randomID returns n random bytes, hex-encoded.
