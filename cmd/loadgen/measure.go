@@ -65,9 +65,10 @@ func botEnv(o *options, f *fakes, db string) map[string]string {
 	return env
 }
 
-// measure is one run: floors, the measured round, the memory rounds and the
-// start-ups.
-func measure(ctx context.Context, o *options, bin, dir, seeded string, runIndex int, progress func(string, ...any)) (figures, error) {
+// measure is one run: floors, the measured round, the memory rounds, the
+// start-ups, the check phases and, with pg, the round on PostgreSQL with
+// each count of replicas.
+func measure(ctx context.Context, o *options, bin, dir, seeded string, pg *pgServer, runIndex int, progress func(string, ...any)) (figures, error) {
 	figs := figures{}
 
 	progress("floor: bbolt write transactions in %s", dir)
@@ -240,6 +241,15 @@ func measure(ctx context.Context, o *options, bin, dir, seeded string, runIndex 
 			return nil, fmt.Errorf("check phases: %w", err)
 		}
 		maps.Copy(figs, cf)
+	}
+	if pg != nil {
+		for _, k := range o.replicas {
+			pf, err := measureReplicas(ctx, o, bin, dir, pg, k, progress)
+			if err != nil {
+				return nil, fmt.Errorf("PostgreSQL, %s: %w", replicasWord(k), err)
+			}
+			maps.Copy(figs, pf)
+		}
 	}
 	return figs, nil
 }
