@@ -139,11 +139,7 @@ func measure(ctx context.Context, o *options, bin, dir, seeded string, pg *pgSer
 	putLatency(figs, "command_ack", r.cmds.lat)
 	putLatency(figs, "click_ack", r.clicks.lat)
 	putLatency(figs, "click_assign", r.assign)
-	figs["created_per_sec"] = r.cmds.perSecond()
-	figs["clicks_per_sec"] = r.clicks.perSecond()
-	figs["round_seconds"] = r.drain.Seconds()
-	figs["bot_cpu_pct"] = r.botCPU
-	figs["loadgen_cpu_pct"] = r.selfCPU
+	putRound(figs, r)
 	fs, fa := f.slackTime.summary(), f.aiTime.summary()
 	figs["fake_slack_calls"] = float64(fs.N)
 	figs["fake_slack_mean_ms"], figs["fake_slack_p99_ms"] = fs.Mean, fs.P99
@@ -252,6 +248,17 @@ func measure(ctx context.Context, o *options, bin, dir, seeded string, pg *pgSer
 		}
 	}
 	return figs, nil
+}
+
+// putRound records what a measured round measured besides its latencies.
+func putRound(figs figures, r roundResult) {
+	figs["command_ack_late"] = float64(r.cmds.lat.Late)
+	figs["click_ack_late"] = float64(r.clicks.lat.Late)
+	figs["created_per_sec"] = r.cmds.perSecond()
+	figs["clicks_per_sec"] = r.clicks.perSecond()
+	figs["round_seconds"] = r.drain.Seconds()
+	figs["bot_cpu_pct"] = r.botCPU
+	figs["loadgen_cpu_pct"] = r.selfCPU
 }
 
 func putLatency(figs figures, key string, l latency) {

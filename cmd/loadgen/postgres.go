@@ -156,6 +156,82 @@ func (o outbox) doneSince(before outbox) int64 {
 	return (o.created - before.created) - (o.waiting - before.waiting)
 }
 
+// lockWaits is what sampleLockWaits saw.
+type lockWaits struct {
+	samples int
+	waiting int // summed over the samples
+	most    int
+}
+
+// sampleLockWaits counts, every interval until the returned func is called,
+// the database's backends waiting for a lock (pg_stat_activity's
+// wait_event_type Lock, live, not subject to the statistics' delay). Every
+// write transaction locks the audit chain's head first, so this is where
+// replicas queue behind each other. It samples on a connection of its own:
+// pgx closes a connection whose query is cancelled.
+func sampleLockWaits(ctx context.Context, url string, interval time.Duration) (func() lockWaits, error) {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan lockWaits, 1)
+	go func() {
+		defer conn.Close(context.WithoutCancel(ctx))
+		var w lockWaits
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				done <- w
+				return
+			case <-t.C:
+			}
+			var n int
+			err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'").Scan(&n)
+			if err != nil {
+				continue
+			}
+			w.samples++
+			w.waiting += n
+			w.most = max(w.most, n)
+		}
+	}()
+	return func() lockWaits { cancel(); return <-done }, nil
+}
+
+// transactions are the database's transaction counts.
+type transactions struct{ rollbacks, deadlocks int64 }
+
+// readTransactions reads the database's rolled-back transactions and
+// deadlocks once the bots' connections are gone: a backend reports its
+// counts to the statistics when it exits, and only every second or so
+// before, so the figures are whole only then. It waits up to five seconds
+// for the backends to go.
+func readTransactions(ctx context.Context, conn *pgx.Conn) (transactions, error) {
+	var tx transactions
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var others int
+		err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()").Scan(&others)
+		if err != nil {
+			return tx, err
+		}
+		if others == 0 || time.Now().After(deadline) {
+			break
+		}
+		if err := sleep(ctx, 20*time.Millisecond); err != nil {
+			return tx, err
+		}
+	}
+	err := conn.QueryRow(ctx, "SELECT xact_rollback, deadlocks FROM pg_stat_database WHERE datname = current_database()").Scan(&tx.rollbacks, &tx.deadlocks)
+	if err != nil {
+		return tx, fmt.Errorf("read the database's statistics: %w", err)
+	}
+	return tx, nil
+}
+
 // pgKey is the key of a figure measured on PostgreSQL with k replicas.
 func pgKey(k int, key string) string { return fmt.Sprintf("pg%d_%s", k, key) }
 
@@ -240,12 +316,17 @@ func measureReplicas(ctx context.Context, o *options, bin, dir string, pg *pgSer
 	if err != nil {
 		return nil, err
 	}
-	pgCPU0 := pg.cpu()
-	r, err := l.round(ctx, o.n)
+	stopSampling, err := sampleLockWaits(ctx, url, 100*time.Millisecond)
 	if err != nil {
 		return nil, err
 	}
+	pgCPU0 := pg.cpu()
+	r, err := l.round(ctx, o.n)
 	pgCPU1 := pg.cpu()
+	waits := stopSampling()
+	if err != nil {
+		return nil, err
+	}
 	after, err := readOutbox(ctx, conn)
 	if err != nil {
 		return nil, err
@@ -253,15 +334,13 @@ func measureReplicas(ctx context.Context, o *options, bin, dir string, pg *pgSer
 	putLatency(figs, "command_ack", r.cmds.lat)
 	putLatency(figs, "click_ack", r.clicks.lat)
 	putLatency(figs, "click_assign", r.assign)
-	figs["created_per_sec"] = r.cmds.perSecond()
-	figs["clicks_per_sec"] = r.clicks.perSecond()
-	figs["round_seconds"] = r.drain.Seconds()
-	figs["bot_cpu_pct"] = r.botCPU
-	figs["loadgen_cpu_pct"] = r.selfCPU
+	putRound(figs, r)
 	figs["postgres_cpu_pct"] = 100 * float64(pgCPU1-pgCPU0) / float64(r.drain)
 	done := after.doneSince(before)
 	figs["jobs_per_sec"] = float64(done) / r.drain.Seconds()
 	figs["jobs_per_request"] = float64(done) / float64(o.n)
+	figs["lock_waiters_mean"] = float64(waits.waiting) / float64(max(1, waits.samples))
+	figs["lock_waiters_max"] = float64(waits.most)
 	figs["fake_slack_calls"] = float64(f.slackTime.summary().N)
 	figs["fake_openai_calls"] = float64(f.aiTime.summary().N)
 	var peak, largest, sum float64
@@ -294,6 +373,11 @@ func measureReplicas(ctx context.Context, o *options, bin, dir string, pg *pgSer
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	tx, err := readTransactions(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	figs["rollbacks"], figs["deadlocks"] = float64(tx.rollbacks), float64(tx.deadlocks)
 	applied, err := countApplied(ctx, "", url)
 	if err != nil {
 		return nil, err
