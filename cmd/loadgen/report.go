@@ -362,6 +362,11 @@ func (r *report) print(w io.Writer, markdown bool) {
 		return s
 	}
 	for _, s := range r.allSections() {
+		// A -postgres run skips whole phases; their titles alone would
+		// read as rows missing. (Without -postgres the table is as it was.)
+		if len(c.Replicas) > 0 && !r.measured(s) {
+			continue
+		}
 		title := c.expand(s.title)
 		if markdown {
 			line("**"+title+"**", "", "", "", "", "")
@@ -406,6 +411,16 @@ func (r *report) print(w io.Writer, markdown bool) {
 	if tw != nil {
 		tw.Flush()
 	}
+}
+
+// measured tells whether any row of s has a figure.
+func (r *report) measured(s section) bool {
+	for _, row := range s.rows {
+		if _, ok := r.Median[row.key]; ok || row.key == "" {
+			return true
+		}
+	}
+	return false
 }
 
 // allSections are the report's sections: bbolt's, and with -postgres the
