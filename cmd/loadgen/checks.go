@@ -124,16 +124,18 @@ func startCheckBot(ctx context.Context, o *options, bin, dir, name string, reque
 		f.close()
 		return nil, err
 	}
-	return &load{o: o, f: f, bot: b, p: newPoster("http://"+b.addr, loadSecret, o.c),
-		sg: &signer{responseURL: f.slack.NewResponseURLFor}}, nil
+	return newLoad(o, f, b), nil
 }
 
-// stop stops a bot started by startCheckBot and its fakes.
+// stop stops the bots of a load (as started by startCheckBot) and its fakes.
 func (l *load) stop() error {
-	l.p.close()
-	err := l.bot.stop()
+	l.closePosters()
+	var errs []error
+	for _, b := range l.bots {
+		errs = append(errs, b.stop())
+	}
 	l.f.close()
-	return err
+	return errors.Join(errs...)
 }
 
 // burstResult is what one checked burst measured.
@@ -164,7 +166,7 @@ func (l *load) checkedBurst(ctx context.Context, n int) (burstResult, error) {
 			strings.ToLower(project.Name), group, strings.ToLower(loadRoleName(role)), first+i)
 		body := l.sg.command(requester(first+i), text)
 		sent[i] = time.Now()
-		status, answer, d, err := l.p.post(ctx, "/slack/commands", body)
+		status, answer, d, err := l.commandTo(first+i).post(ctx, "/slack/commands", body)
 		if err != nil || status != http.StatusOK {
 			errs.add("command: %d %v", status, err)
 			return d
@@ -190,7 +192,7 @@ func (l *load) checkedBurst(ctx context.Context, n int) (burstResult, error) {
 	for i, id := range ids {
 		_, at, err := l.f.track.waitApproval(wctx, id)
 		if err != nil {
-			return res, fmt.Errorf("%w: its checks did not pass (bot log %s)", err, l.bot.logPath)
+			return res, fmt.Errorf("%w: its checks did not pass (bot logs %s)", err, l.logs())
 		}
 		approval.add(at.Sub(sent[i]))
 	}

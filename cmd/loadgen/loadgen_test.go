@@ -3,11 +3,15 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/rolegate/rolegate/internal/pgtest"
 )
 
 // TestMain lets the test binary stand in for loadgen as the floor server
@@ -132,5 +136,132 @@ func TestCheckPhasesTiny(t *testing.T) {
 	}
 	if got := figs["checks_warm_approval_p50_ms"]; got < delay {
 		t.Errorf("warm command → approval p50 = %v ms, want at least the %v ms of the group-role check", got, delay)
+	}
+}
+
+// TestPostgresReplicasTiny runs the tool with -postgres on a handful of
+// requests and 1 and 2 replicas: every request made on PostgreSQL, its
+// command on one replica and its click on another, is applied once, the
+// report has the PostgreSQL rows for each count beside bbolt's figures,
+// labelled with the engine and the replicas, and the ack target of issue
+// 14 is checked for each. Timings are not checked.
+func TestPostgresReplicasTiny(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the bot and PostgreSQL")
+	}
+	if _, err := pgtest.BinDir(); err != nil {
+		if errors.Is(err, pgtest.ErrNoServer) && os.Getenv("CI") != "true" {
+			t.Skipf("SKIPPING the PostgreSQL load test: %v (install PostgreSQL 14+ server binaries or set ROLEGATE_PG_BINDIR; under CI=true this fails)", err)
+		}
+		t.Fatal(err)
+	}
+	const n, paced = 20, 2
+	jsonPath := filepath.Join(t.TempDir(), "report.json")
+	var stdout, stderr bytes.Buffer
+	// -paced 2 costs under a second and covers the one-at-a-time path on
+	// several replicas; the phases -postgres skips are off, so nothing is
+	// skipped.
+	args := []string{"-n", "20", "-c", "5", "-postgres", "-replicas", "1,2", "-paced", "2", "-soak", "0", "-history", "0",
+		"-startups", "1", "-checks=false", "-dir", t.TempDir(), "-json", jsonPath, "-q"}
+	if err := run(t.Context(), args, &stdout, &stderr); err != nil {
+		t.Fatalf("loadgen: %v\n%s", err, stderr.String())
+	}
+
+	data, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep report
+	if err := json.Unmarshal(data, &rep); err != nil {
+		t.Fatalf("report is not JSON: %v", err)
+	}
+	if !slices.Equal(rep.Config.Replicas, []int{1, 2}) {
+		t.Errorf("replicas in the report = %v, want [1 2]", rep.Config.Replicas)
+	}
+	if !strings.Contains(rep.Config.Postgres, "fsync on") || !strings.Contains(rep.Config.Postgres, "synchronous_commit on") {
+		t.Errorf("the server is not described as durable: %q", rep.Config.Postgres)
+	}
+	if len(rep.Config.Skipped) != 0 {
+		t.Errorf("skipped %q, though those phases were off", rep.Config.Skipped)
+	}
+	if got, want := rep.Median["requests_applied"], float64(n+paced); got != want {
+		t.Errorf("bbolt: requests applied = %v, want %v", got, want)
+	}
+	for _, k := range []int{1, 2} {
+		if got, want := rep.Median[pgKey(k, "requests_applied")], float64(n+paced); got != want {
+			t.Errorf("PostgreSQL, %s: requests applied = %v, want %v", replicasWord(k), got, want)
+		}
+		// Every request's jobs go through the outbox: at least its checks,
+		// its approval message, its assignment and its result.
+		if got := rep.Median[pgKey(k, "jobs_per_request")]; got < 4 {
+			t.Errorf("PostgreSQL, %s: %v outbox jobs done per request, want at least 4", replicasWord(k), got)
+		}
+	}
+	for key := range rep.Median {
+		if strings.HasPrefix(key, "pg3_") {
+			t.Errorf("figure %s for 3 replicas, which were not asked for", key)
+		}
+	}
+	for _, s := range pgSections(rep.Config.Replicas) {
+		for _, r := range s.rows {
+			// One replica has no other replicas to time the start-up of.
+			if _, ok := rep.Median[r.key]; !ok && r.key != pgKey(1, "startup_later_ms") {
+				t.Errorf("the report lacks %s (%s)", r.key, r.label)
+			}
+			if _, ok := rep.Median[r.floor]; r.floor != "" && !ok {
+				t.Errorf("the report lacks bbolt's %s beside %s", r.floor, r.label)
+			}
+		}
+	}
+	var verdicts []string
+	for _, v := range rep.Targets {
+		if v.Target == "≤ 2× bbolt" {
+			verdicts = append(verdicts, v.Figure)
+		}
+	}
+	if want := []string{"PostgreSQL, 1 replica: slash command ack p99", "PostgreSQL, 2 replicas: slash command ack p99"}; !slices.Equal(verdicts, want) {
+		t.Errorf("PostgreSQL targets checked: %q, want %q", verdicts, want)
+	}
+	for _, want := range []string{"bbolt, one bot: Acks", "PostgreSQL, 1 replica: slash command ack p99", "PostgreSQL, 2 replicas: durable requests created",
+		"PostgreSQL, 2 replicas: outbox jobs claimed and done", "fsync on"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("the table lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	// The check phases were off: no title of theirs without rows.
+	if strings.Contains(stdout.String(), "Command → approval message posted") {
+		t.Errorf("the table shows the title of a phase that did not run:\n%s", stdout.String())
+	}
+}
+
+// TestPostgresFlags: -replicas without -postgres, a bad list and a
+// machine without PostgreSQL's server end the run with an error that says
+// what to do, before anything is built or measured.
+func TestPostgresFlags(t *testing.T) {
+	start := startPostgres
+	t.Cleanup(func() { startPostgres = start })
+	startPostgres = func() (*pgtest.Server, error) { return nil, pgtest.ErrNoServer }
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-replicas", "1,2"}, "-replicas needs -postgres"},
+		{[]string{"-postgres", "-replicas", "0"}, "want counts from 1 to 10"},
+		{[]string{"-postgres", "-replicas", "1,x"}, "want counts from 1 to 10"},
+		{[]string{"-postgres", "-replicas", "2,2"}, "2 appears twice"},
+		{[]string{"-postgres", "-bot-env", "ROLEGATE_DATABASE_URL=postgres://x/y"}, "drop -bot-env ROLEGATE_DATABASE_URL"},
+		{[]string{"-postgres", "-replicas", "1,2,3"}, "ROLEGATE_PG_BINDIR"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			dir := t.TempDir()
+			err := run(t.Context(), append(tc.args, "-dir", dir, "-q"), io.Discard, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("run = %v, want an error saying %q", err, tc.want)
+			}
+			if left, _ := os.ReadDir(dir); len(left) != 0 {
+				t.Errorf("the failed run left %d entries in -dir (built or measured something first?)", len(left))
+			}
+		})
 	}
 }

@@ -27,6 +27,18 @@
 //
 //	go run ./cmd/loadgen [-n 1000] [-c 100] [-runs 3] [-json out.json] [-markdown]
 //
+// With -postgres it also measures the PostgreSQL engine: it starts a
+// throwaway server (internal/pgtest: Debian's PostgreSQL, fsync on) and,
+// for each count in -replicas (like 1,2,3), runs that many bots on one fresh
+// database and sends them the measured round as a load balancer would:
+// commands round-robin, each approving click to another bot than its
+// command. The PostgreSQL rows show bbolt's figures from the same run
+// beside them (see postgres.go). The phases that measure bbolt's file
+// (-history, -soak) and the engine-independent -checks are then skipped,
+// with a line saying so.
+//
+//	go run ./cmd/loadgen -postgres -replicas 1,2,3 -paced 0 -startups 1
+//
 // With -runs K the whole measurement is repeated K times, each with a fresh
 // bot and database, and the table shows medians. -from prints the table of a
 // report saved with -json again (as Markdown with -markdown). Figures are measurements,
@@ -43,6 +55,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -89,7 +103,42 @@ type options struct {
 	// OpenAI answering every call in openAIDelay.
 	checks      bool
 	openAIDelay time.Duration
+	// postgres also measures PostgreSQL (see postgres.go) with each count
+	// of bots in replicas.
+	postgres bool
+	replicas intList
 }
+
+// intList is a comma-separated list of distinct counts, each at least 1.
+type intList []int
+
+func (l *intList) String() string {
+	var s []string
+	for _, n := range *l {
+		s = append(s, strconv.Itoa(n))
+	}
+	return strings.Join(s, ",")
+}
+
+func (l *intList) Set(v string) error {
+	var out intList
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > maxReplicas {
+			return fmt.Errorf("want counts from 1 to %d separated by commas, like 1,2,3; got %q", maxReplicas, f)
+		}
+		if slices.Contains(out, n) {
+			return fmt.Errorf("%d appears twice", n)
+		}
+		out = append(out, n)
+	}
+	*l = out
+	return nil
+}
+
+// maxReplicas bounds -replicas: each bot's pool holds up to 20 connections
+// (pgstore's default) and pgtest's server allows 300.
+const maxReplicas = 10
 
 // envFlag collects repeated KEY=VALUE flags.
 type envFlag map[string]string
@@ -128,8 +177,20 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.checks, "checks", true, "also time command → approval message posted, cold and warm catalog, and count catalog list calls in a burst of -n, each on a fresh bot")
 	fs.DurationVar(&o.openAIDelay, "openai-delay", 50*time.Millisecond, "how long the fake OpenAI takes to answer every call in the check phases")
 	fs.Var(o.botEnv, "bot-env", "KEY=VALUE added to the bot's environment (repeatable), e.g. GOGC=50")
+	fs.BoolVar(&o.postgres, "postgres", false, "also measure PostgreSQL: start a throwaway server for the run (Debian's, found with pg_config --bindir, fsync on) and measure the round on bots sharing one database, beside bbolt's; skips the phases that measure bbolt's file (-history, -soak) and the engine-independent -checks")
+	fs.Var(&o.replicas, "replicas", "with -postgres: the numbers of bots to measure, each on a fresh database, like 1,2,3 (default 1)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	replicasSet := false
+	fs.Visit(func(f *flag.Flag) { replicasSet = replicasSet || f.Name == "replicas" })
+	switch {
+	case replicasSet && !o.postgres:
+		return nil, errors.New("-replicas needs -postgres: bbolt serves one process only")
+	case o.postgres && o.botEnv["ROLEGATE_DATABASE_URL"] != "":
+		return nil, errors.New("-postgres starts its own server: drop -bot-env ROLEGATE_DATABASE_URL")
+	case o.postgres && len(o.replicas) == 0:
+		o.replicas = intList{1}
 	}
 	switch {
 	case o.n < 1 || o.c < 1 || o.runs < 1:
@@ -145,6 +206,29 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	}
 	o.self = self
 	return o, nil
+}
+
+// skipForPostgres turns off the phases a -postgres run does not measure
+// and says why, one line each. Seeding history and timing start-up on it,
+// and the memory rounds, measure bbolt's file and its mmap (the figures a
+// run without -postgres reports); on PostgreSQL the data lives in the
+// server. The check phases time the catalog, which lives in the bot's
+// memory whatever the engine.
+func (o *options) skipForPostgres() []string {
+	var lines []string
+	if o.history > 0 {
+		lines = append(lines, fmt.Sprintf("-history %d (seeding a bbolt file and timing start-up on it measures bbolt's file)", o.history))
+		o.history = 0
+	}
+	if o.soak > 0 {
+		lines = append(lines, fmt.Sprintf("-soak %d (the memory rounds measure RSS growth from bbolt's mmap)", o.soak))
+		o.soak = 0
+	}
+	if o.checks {
+		lines = append(lines, "-checks (they time the catalog cache in the bot's memory, the same with either engine)")
+		o.checks = false
+	}
+	return lines
 }
 
 // run is the whole tool: it measures and prints the report to stdout,
@@ -173,6 +257,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if !o.quiet {
 			fmt.Fprintf(stderr, "loadgen: "+format+"\n", a...)
 		}
+	}
+	var pg *pgServer
+	var skipped []string
+	if o.postgres {
+		skipped = o.skipForPostgres()
+		for _, s := range skipped {
+			fmt.Fprintf(stderr, "loadgen: skipped with -postgres: %s\n", s)
+		}
+		// Before building the bot: a missing server is the quickest error.
+		progress("starting a throwaway PostgreSQL (fsync on)")
+		if pg, err = openPostgres(ctx); err != nil {
+			return err
+		}
+		defer pg.Stop()
+		progress("%s", pg.about)
 	}
 
 	work, err := os.MkdirTemp(o.dir, "rolegate-load-")
@@ -209,13 +308,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	rep := &report{Machine: describeMachine(work), Config: configOf(o)}
 	rep.Config.SeedSeconds = seedTime.Seconds()
+	if pg != nil {
+		rep.Config.Postgres = pg.about
+		rep.Machine.PostgresDisk = diskOf(os.TempDir()) // pgtest's data directory
+		rep.Config.Skipped = skipped
+	}
 	for i := range o.runs {
 		progress("run %d of %d", i+1, o.runs)
 		dir := filepath.Join(work, fmt.Sprintf("run%d", i+1))
 		if err := os.Mkdir(dir, 0o700); err != nil {
 			return err
 		}
-		figs, err := measure(ctx, o, bin, dir, seeded, i, progress)
+		figs, err := measure(ctx, o, bin, dir, seeded, pg, i, progress)
 		if err != nil {
 			return fmt.Errorf("run %d: %w", i+1, err)
 		}

@@ -65,9 +65,10 @@ func botEnv(o *options, f *fakes, db string) map[string]string {
 	return env
 }
 
-// measure is one run: floors, the measured round, the memory rounds and the
-// start-ups.
-func measure(ctx context.Context, o *options, bin, dir, seeded string, runIndex int, progress func(string, ...any)) (figures, error) {
+// measure is one run: floors, the measured round, the memory rounds, the
+// start-ups, the check phases and, with pg, the round on PostgreSQL with
+// each count of replicas.
+func measure(ctx context.Context, o *options, bin, dir, seeded string, pg *pgServer, runIndex int, progress func(string, ...any)) (figures, error) {
 	figs := figures{}
 
 	progress("floor: bbolt write transactions in %s", dir)
@@ -123,9 +124,8 @@ func measure(ctx context.Context, o *options, bin, dir, seeded string, runIndex 
 	figs["idle_rss_mib"] = mib(idle.RSS)
 	figs["idle_rss_anon_mib"], figs["idle_rss_file_mib"] = mib(idle.Anon), mib(idle.File)
 
-	l := &load{o: o, f: f, bot: b, p: newPoster("http://"+b.addr, loadSecret, o.c),
-		sg: &signer{responseURL: f.slack.NewResponseURLFor}}
-	defer l.p.close()
+	l := newLoad(o, f, b)
+	defer l.closePosters()
 
 	progress("rolegate: %d commands, then %d approving clicks, %d in flight", o.n, o.n, o.c)
 	stopProf := prof.cpu(ctx, "measured", 4*time.Second)
@@ -139,11 +139,7 @@ func measure(ctx context.Context, o *options, bin, dir, seeded string, runIndex 
 	putLatency(figs, "command_ack", r.cmds.lat)
 	putLatency(figs, "click_ack", r.clicks.lat)
 	putLatency(figs, "click_assign", r.assign)
-	figs["created_per_sec"] = r.cmds.perSecond()
-	figs["clicks_per_sec"] = r.clicks.perSecond()
-	figs["round_seconds"] = r.drain.Seconds()
-	figs["bot_cpu_pct"] = r.botCPU
-	figs["loadgen_cpu_pct"] = r.selfCPU
+	putRound(figs, r)
 	fs, fa := f.slackTime.summary(), f.aiTime.summary()
 	figs["fake_slack_calls"] = float64(fs.N)
 	figs["fake_slack_mean_ms"], figs["fake_slack_p99_ms"] = fs.Mean, fs.P99
@@ -242,7 +238,27 @@ func measure(ctx context.Context, o *options, bin, dir, seeded string, runIndex 
 		}
 		maps.Copy(figs, cf)
 	}
+	if pg != nil {
+		for _, k := range o.replicas {
+			pf, err := measureReplicas(ctx, o, bin, dir, pg, k, progress)
+			if err != nil {
+				return nil, fmt.Errorf("PostgreSQL, %s: %w", replicasWord(k), err)
+			}
+			maps.Copy(figs, pf)
+		}
+	}
 	return figs, nil
+}
+
+// putRound records what a measured round measured besides its latencies.
+func putRound(figs figures, r roundResult) {
+	figs["command_ack_late"] = float64(r.cmds.lat.Late)
+	figs["click_ack_late"] = float64(r.clicks.lat.Late)
+	figs["created_per_sec"] = r.cmds.perSecond()
+	figs["clicks_per_sec"] = r.clicks.perSecond()
+	figs["round_seconds"] = r.drain.Seconds()
+	figs["bot_cpu_pct"] = r.botCPU
+	figs["loadgen_cpu_pct"] = r.selfCPU
 }
 
 func putLatency(figs figures, key string, l latency) {
@@ -303,14 +319,58 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// load drives one bot through rounds of requests.
+// load drives one bot, or several replicas on one database, through rounds
+// of requests. With several, it spreads them as a load balancer would:
+// request i's command goes to bot i mod k, and its click to the next bot,
+// so a decision is recorded by another replica than the one that stored
+// the request (as in production, where nothing ties a click to the replica
+// that took the command).
 type load struct {
-	o     *options
-	f     *fakes
-	bot   *botProc
-	p     *poster
-	sg    *signer
-	total int // requests made so far, across rounds
+	o       *options
+	f       *fakes
+	bots    []*botProc
+	posters []*poster // posters[i] sends to bots[i]
+	sg      *signer
+	total   int // requests made so far, across rounds
+}
+
+// newLoad drives bots, all against the fakes f.
+func newLoad(o *options, f *fakes, bots ...*botProc) *load {
+	l := &load{o: o, f: f, bots: bots, sg: &signer{responseURL: f.slack.NewResponseURLFor}}
+	for _, b := range bots {
+		l.posters = append(l.posters, newPoster("http://"+b.addr, loadSecret, o.c))
+	}
+	return l
+}
+
+// commandTo and clickTo pick the bot that request i's command and its
+// approving click go to.
+func (l *load) commandTo(i int) *poster { return l.posters[i%len(l.posters)] }
+func (l *load) clickTo(i int) *poster   { return l.posters[(i+1)%len(l.posters)] }
+
+func (l *load) closePosters() {
+	for _, p := range l.posters {
+		p.close()
+	}
+}
+
+// logs names the bots' log files, for an error message.
+func (l *load) logs() string {
+	var paths []string
+	for _, b := range l.bots {
+		paths = append(paths, b.logPath)
+	}
+	return strings.Join(paths, ", ")
+}
+
+// botsCPU is the CPU time all the bots have used so far.
+func (l *load) botsCPU() time.Duration {
+	var sum time.Duration
+	for _, b := range l.bots {
+		d, _ := cpuTime(b.Pid())
+		sum += d
+	}
+	return sum
 }
 
 // roundResult is what one round measured.
@@ -328,7 +388,7 @@ func (l *load) round(ctx context.Context, n int) (roundResult, error) {
 	var res roundResult
 	first := l.total
 	l.f.ensureTargets(first + n)
-	botCPU0, _ := cpuTime(l.bot.Pid())
+	botCPU0 := l.botsCPU()
 	selfCPU0, _ := cpuTime(os.Getpid())
 	start := time.Now()
 
@@ -337,7 +397,7 @@ func (l *load) round(ctx context.Context, n int) (roundResult, error) {
 	res.cmds = runPhase(ctx, n, l.o.c, func(i int) time.Duration {
 		group, role := target(first + i)
 		body := l.sg.command(requester(first+i), fmt.Sprintf("%s %s %s load test request %d for key rotation", loadProject, group, role, first+i))
-		status, answer, d, err := l.p.post(ctx, "/slack/commands", body)
+		status, answer, d, err := l.commandTo(first+i).post(ctx, "/slack/commands", body)
 		if err != nil || status != http.StatusOK {
 			errs.add("command: %d %v", status, err)
 			return d
@@ -370,7 +430,7 @@ func (l *load) round(ctx context.Context, n int) (roundResult, error) {
 			return 0
 		}
 		l.f.track.clicked(ids[i], time.Now())
-		status, _, d, err := l.p.post(wctx, "/slack/interactions", body)
+		status, _, d, err := l.clickTo(first+i).post(wctx, "/slack/interactions", body)
 		if err != nil || status != http.StatusOK {
 			errs.add("click: %d %v", status, err)
 		}
@@ -380,11 +440,11 @@ func (l *load) round(ctx context.Context, n int) (roundResult, error) {
 		return res, err
 	}
 	if err := l.f.track.waitResults(wctx, l.total); err != nil {
-		return res, fmt.Errorf("%w (bot log %s)", err, l.bot.logPath)
+		return res, fmt.Errorf("%w (bot logs %s)", err, l.logs())
 	}
 	res.drain = time.Since(start)
 	res.assign = l.f.track.clickToAssign(ids).summary()
-	botCPU1, _ := cpuTime(l.bot.Pid())
+	botCPU1 := l.botsCPU()
 	selfCPU1, _ := cpuTime(os.Getpid())
 	res.botCPU = 100 * float64(botCPU1-botCPU0) / float64(res.drain)
 	res.selfCPU = 100 * float64(selfCPU1-selfCPU0) / float64(res.drain)
@@ -402,7 +462,7 @@ func (l *load) paced(ctx context.Context, k int) (cmds, clicks, assign latency, 
 	for i := range k {
 		group, role := target(first + i)
 		body := l.sg.command(requester(first+i), fmt.Sprintf("%s %s %s paced request %d for key rotation", loadProject, group, role, first+i))
-		status, answer, d, err := l.p.post(ctx, "/slack/commands", body)
+		status, answer, d, err := l.commandTo(first+i).post(ctx, "/slack/commands", body)
 		if err != nil || status != http.StatusOK {
 			return cmds, clicks, assign, fmt.Errorf("paced command: %d %v", status, err)
 		}
@@ -418,7 +478,7 @@ func (l *load) paced(ctx context.Context, k int) (cmds, clicks, assign latency, 
 	l.total += k
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	for _, id := range ids {
+	for i, id := range ids {
 		ts, err := l.f.track.approvalTS(wctx, id)
 		if err != nil {
 			return cmds, clicks, assign, err
@@ -433,7 +493,7 @@ func (l *load) paced(ctx context.Context, k int) (cmds, clicks, assign latency, 
 			return cmds, clicks, assign, err
 		}
 		l.f.track.clicked(id, time.Now())
-		status, _, d, err := l.p.post(wctx, "/slack/interactions", body)
+		status, _, d, err := l.clickTo(first+i).post(wctx, "/slack/interactions", body)
 		if err != nil || status != http.StatusOK {
 			return cmds, clicks, assign, fmt.Errorf("paced click: %d %v", status, err)
 		}

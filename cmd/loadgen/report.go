@@ -21,6 +21,8 @@ type machine struct {
 	Go       string `json:"go"`
 	Disk     string `json:"disk"` // the file system holding the databases
 	LoadAvg  string `json:"load_avg_at_start"`
+	// PostgresDisk is the file system holding PostgreSQL's data (-postgres).
+	PostgresDisk string `json:"postgres_disk,omitempty"`
 }
 
 func describeMachine(dir string) machine {
@@ -38,19 +40,27 @@ func describeMachine(dir string) machine {
 		f := strings.Fields(string(b))
 		m.LoadAvg = strings.Join(f[:min(3, len(f))], " ")
 	}
-	// The longest mount point that is a prefix of dir holds it.
-	if f, err := os.Open("/proc/mounts"); err == nil {
-		defer f.Close()
-		best := ""
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			p := strings.Fields(sc.Text())
-			if len(p) >= 3 && strings.HasPrefix(dir, p[1]) && len(p[1]) >= len(best) {
-				best, m.Disk = p[1], fmt.Sprintf("%s (%s on %s)", dir, p[2], p[0])
-			}
+	m.Disk = diskOf(dir)
+	return m
+}
+
+// diskOf names dir and the file system holding it: the one of the longest
+// mount point that is a prefix of dir.
+func diskOf(dir string) string {
+	f, err := os.Open("/proc/mounts")
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	best, disk := "", ""
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		p := strings.Fields(sc.Text())
+		if len(p) >= 3 && strings.HasPrefix(dir, p[1]) && len(p[1]) >= len(best) {
+			best, disk = p[1], fmt.Sprintf("%s (%s on %s)", dir, p[2], p[0])
 		}
 	}
-	return m
+	return disk
 }
 
 func firstField(path, key string) string {
@@ -84,6 +94,12 @@ type config struct {
 	OpenAIDelayMS float64 `json:"openai_delay_ms,omitempty"`
 	GOGC          string  `json:"gogc,omitempty"`
 	GOMEMLIMIT    string  `json:"gomemlimit,omitempty"`
+	// Postgres describes the server of a -postgres run, as it reported
+	// itself; Replicas are the counts of bots measured on it, and Skipped
+	// the phases -postgres turned off, and why.
+	Postgres string   `json:"postgres,omitempty"`
+	Replicas []int    `json:"replicas,omitempty"`
+	Skipped  []string `json:"skipped,omitempty"`
 }
 
 // expand fills {N}, {C}, {SOAK} and {DELAY} in a label.
@@ -97,6 +113,9 @@ func configOf(o *options) config {
 		GOGC: os.Getenv("GOGC"), GOMEMLIMIT: os.Getenv("GOMEMLIMIT")}
 	if o.checks {
 		c.OpenAIDelayMS = ms(o.openAIDelay)
+	}
+	if o.postgres {
+		c.Replicas = slices.Clone(o.replicas)
 	}
 	return c
 }
@@ -137,10 +156,14 @@ func atMost(key string, limit float64) func(figures) bool {
 	return func(m figures) bool { return m[key] <= limit }
 }
 
-var sections = []struct {
+// section is a titled group of rows.
+type section struct {
 	title string
 	rows  []row
-}{
+}
+
+// sections are bbolt's figures: the whole report without -postgres.
+var sections = []section{
 	{"Acks, {C} in flight (ms)", []row{
 		{label: "slash command ack p50", key: "command_ack_p50_ms", floor: "floor_command_ack_p50_ms"},
 		{label: "slash command ack p95", key: "command_ack_p95_ms", floor: "floor_command_ack_p95_ms"},
@@ -252,7 +275,7 @@ func (r *report) summarise() {
 		r.Median[k], r.Min[k], r.Max[k] = median(v), slices.Min(v), slices.Max(v)
 	}
 	r.Targets = nil
-	for _, s := range sections {
+	for _, s := range r.allSections() {
 		for _, row := range s.rows {
 			if row.met == nil {
 				continue
@@ -286,10 +309,26 @@ func num(v float64) string {
 func (r *report) print(w io.Writer, markdown bool) {
 	c := r.Config
 	m := r.Machine
-	fmt.Fprintf(w, "rolegate load report: %d commands then %d approving clicks, %d in flight; soak 2×%d; start-up with %d finished requests\n",
-		c.N, c.N, c.C, c.Soak, c.History)
+	if len(c.Replicas) == 0 {
+		fmt.Fprintf(w, "rolegate load report: %d commands then %d approving clicks, %d in flight; soak 2×%d; start-up with %d finished requests\n",
+			c.N, c.N, c.C, c.Soak, c.History)
+	} else {
+		var counts []string
+		for _, k := range c.Replicas {
+			counts = append(counts, strconv.Itoa(k))
+		}
+		fmt.Fprintf(w, "rolegate load report: %d commands then %d approving clicks, %d in flight, on bbolt (one bot) and on PostgreSQL with %s bots sharing one database\n",
+			c.N, c.N, c.C, strings.Join(counts, ", "))
+	}
 	fmt.Fprintf(w, "machine: %d CPUs (%s), %s RAM, Linux %s, %s; databases in %s; load average at start %s\n",
 		m.CPUs, m.CPUModel, m.MemTotal, m.Kernel, m.Go, m.Disk, m.LoadAvg)
+	if len(c.Replicas) > 0 {
+		fmt.Fprintf(w, "postgresql: %s, on the same machine, data in %s; started by loadgen (internal/pgtest)\n", c.Postgres, m.PostgresDisk)
+		fmt.Fprintf(w, "postgresql rows: the bots share one fake Slack and one fake OpenAI; commands go round-robin over them, each click to another bot than its command; floor column = bbolt's figure in the same run, ratio = PostgreSQL ÷ bbolt\n")
+		for _, s := range c.Skipped {
+			fmt.Fprintf(w, "skipped with -postgres: %s\n", s)
+		}
+	}
 	spread := "median"
 	if len(r.Runs) > 1 {
 		spread = fmt.Sprintf("median of %d runs", len(r.Runs))
@@ -322,7 +361,12 @@ func (r *report) print(w io.Writer, markdown bool) {
 		}
 		return s
 	}
-	for _, s := range sections {
+	for _, s := range r.allSections() {
+		// A -postgres run skips whole phases; their titles alone would
+		// read as rows missing. (Without -postgres the table is as it was.)
+		if len(c.Replicas) > 0 && !r.measured(s) {
+			continue
+		}
 		title := c.expand(s.title)
 		if markdown {
 			line("**"+title+"**", "", "", "", "", "")
@@ -367,4 +411,115 @@ func (r *report) print(w io.Writer, markdown bool) {
 	if tw != nil {
 		tw.Flush()
 	}
+}
+
+// measured tells whether any row of s has a figure.
+func (r *report) measured(s section) bool {
+	for _, row := range s.rows {
+		if _, ok := r.Median[row.key]; ok || row.key == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// allSections are the report's sections: bbolt's, and with -postgres the
+// PostgreSQL rows after them.
+func (r *report) allSections() []section {
+	if len(r.Config.Replicas) == 0 {
+		return sections
+	}
+	all := make([]section, 0, len(sections)+len(pgGroups))
+	for _, s := range sections {
+		all = append(all, section{title: "bbolt, one bot: " + s.title, rows: s.rows})
+	}
+	return append(all, pgSections(r.Config.Replicas)...)
+}
+
+// pgFigure is a figure measured on PostgreSQL, shown for each count of
+// replicas beside bbolt's.
+type pgFigure struct {
+	label string
+	key   string // PostgreSQL's is pgKey(k, key)
+	floor string // bbolt's figure in the same run, if it has one
+	pct   bool   // show the ratio as a percentage (throughput)
+	// target, when set, is checked on the medians by met.
+	target string
+	met    func(pg, bbolt float64) bool
+}
+
+// pgGroups are the PostgreSQL sections. Each figure gets one row per count
+// of replicas, next to each other, so the table reads how it changes with
+// them.
+var pgGroups = []struct {
+	title   string
+	figures []pgFigure
+}{
+	{"PostgreSQL against bbolt: acks, {C} in flight (ms)", []pgFigure{
+		{label: "slash command ack p50", key: "command_ack_p50_ms", floor: "command_ack_p50_ms"},
+		// Issue 14: a durable ack on PostgreSQL within 2× of bbolt's.
+		{label: "slash command ack p99", key: "command_ack_p99_ms", floor: "command_ack_p99_ms",
+			target: "≤ 2× bbolt", met: func(pg, bbolt float64) bool { return pg <= 2*bbolt }},
+		{label: "slash command ack max", key: "command_ack_max_ms", floor: "command_ack_max_ms"},
+		{label: "click ack p50", key: "click_ack_p50_ms", floor: "click_ack_p50_ms"},
+		{label: "click ack p99", key: "click_ack_p99_ms", floor: "click_ack_p99_ms"},
+		{label: "slash commands answered after Slack's 3 s (of {N})", key: "command_ack_late", floor: "command_ack_late"},
+		{label: "clicks answered after Slack's 3 s (of {N})", key: "click_ack_late", floor: "click_ack_late"},
+	}},
+	{"PostgreSQL against bbolt: throughput (per second)", []pgFigure{
+		{label: "durable requests created", key: "created_per_sec", floor: "created_per_sec", pct: true},
+		{label: "outbox jobs claimed and done (claims)", key: "jobs_per_sec"},
+	}},
+	{"PostgreSQL against bbolt: click → assignment POST at the fake OpenAI (ms)", []pgFigure{
+		{label: "burst ({N} clicks, {C} in flight) p50", key: "click_assign_p50_ms", floor: "click_assign_p50_ms"},
+		{label: "burst p99", key: "click_assign_p99_ms", floor: "click_assign_p99_ms"},
+		{label: "burst max", key: "click_assign_max_ms", floor: "click_assign_max_ms"},
+	}},
+	{"PostgreSQL against bbolt: one at a time (ms)", []pgFigure{
+		{label: "slash command ack p50", key: "paced_command_ack_p50_ms", floor: "paced_command_ack_p50_ms"},
+		{label: "slash command ack p99", key: "paced_command_ack_p99_ms", floor: "paced_command_ack_p99_ms"},
+		{label: "click ack p99", key: "paced_click_ack_p99_ms", floor: "paced_click_ack_p99_ms"},
+		{label: "click → assignment POST p99", key: "paced_click_assign_p99_ms", floor: "paced_click_assign_p99_ms"},
+	}},
+	{"PostgreSQL against bbolt: the load side (measured round)", []pgFigure{
+		{label: "bots' CPU, all replicas, % of one core", key: "bot_cpu_pct", floor: "bot_cpu_pct"},
+		{label: "PostgreSQL server CPU, % of one core", key: "postgres_cpu_pct"},
+		{label: "loadgen + fakes CPU, % of one core", key: "loadgen_cpu_pct", floor: "loadgen_cpu_pct"},
+		{label: "idle RSS after start, largest replica (MiB)", key: "idle_rss_mib", floor: "idle_rss_mib"},
+		{label: "peak RSS (VmHWM), largest replica (MiB)", key: "peak_rss_mib", floor: "peak_rss_mib"},
+		{label: "RSS after the round, largest replica (MiB)", key: "rss_after_run_mib", floor: "rss_after_run_mib"},
+		{label: "RSS after the round, all replicas (MiB)", key: "rss_after_run_all_mib"},
+		{label: "outbox jobs done per request", key: "jobs_per_request"},
+		{label: "backends waiting for a lock, mean (sampled every 100 ms)", key: "lock_waiters_mean"},
+		{label: "backends waiting for a lock, most at once", key: "lock_waiters_max"},
+		{label: "transactions rolled back (the database's whole life)", key: "rollbacks"},
+		{label: "deadlocks detected (the database's whole life)", key: "deadlocks"},
+		{label: "fake Slack calls", key: "fake_slack_calls", floor: "fake_slack_calls"},
+		{label: "fake OpenAI calls", key: "fake_openai_calls", floor: "fake_openai_calls"},
+		{label: "round wall time, first command → last result (s)", key: "round_seconds", floor: "round_seconds"},
+		{label: "start-up to a healthy /healthz, first replica (creates the schema; ms)", key: "startup_first_ms", floor: "startup_empty_ms"},
+		{label: "start-up, the other replicas, median (ms)", key: "startup_later_ms", floor: "startup_empty_ms"},
+	}},
+}
+
+// pgSections lays pgGroups out for the replica counts measured. Every
+// label names the engine and the replicas, so a row copied alone, or a
+// target in the JSON, still says what it measured.
+func pgSections(replicas []int) []section {
+	var out []section
+	for _, g := range pgGroups {
+		s := section{title: g.title}
+		for _, f := range g.figures {
+			for _, k := range replicas {
+				r := row{label: "PostgreSQL, " + replicasWord(k) + ": " + f.label, key: pgKey(k, f.key), floor: f.floor, pct: f.pct, target: f.target}
+				if f.met != nil {
+					pg, bbolt, met := r.key, f.floor, f.met
+					r.met = func(m figures) bool { return met(m[pg], m[bbolt]) }
+				}
+				s.rows = append(s.rows, r)
+			}
+		}
+		out = append(out, s)
+	}
+	return out
 }

@@ -283,6 +283,11 @@ func (s *Server) adminURL(db string) string {
 // Port is the server's TCP port on 127.0.0.1.
 func (s *Server) Port() int { return s.port }
 
+// Pid is the process id of the server's postmaster. Its backends and
+// background workers are its children, so a benchmark can add up the
+// server's CPU time from /proc.
+func (s *Server) Pid() int { return s.cmd.Process.Pid }
+
 // CreateDatabase creates an empty database and returns its URL.
 func (s *Server) CreateDatabase(ctx context.Context) (string, error) {
 	name := fmt.Sprintf("t%d_%d", os.Getpid(), s.n.Add(1))
