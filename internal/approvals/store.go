@@ -90,6 +90,12 @@ type Job struct {
 	// is known at claim time and never stored, so it costs no write per
 	// message.
 	TakenOver bool
+	// Request, when not nil, is the job's request as Store.DueJobs read it
+	// while handing the job out, saving the Worker a read per job (an
+	// engine across a network fills it: pgstore). The Worker decides from
+	// it what to do; every record it makes still goes through Update's
+	// compare-and-set. Never stored.
+	Request *Request
 	// storeFails counts the store failures in a row the Worker met running
 	// it; kept in memory only.
 	storeFails int

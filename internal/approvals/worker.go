@@ -416,6 +416,7 @@ func (w *Worker) remembered(j Job) Job {
 	defer w.mu.Unlock()
 	if m, ok := w.jobs[j.ID]; ok && m.Attempts >= j.Attempts {
 		m.TakenOver = m.TakenOver || j.TakenOver // known only from this claim
+		m.Request = j.Request                    // as read now, not at an earlier claim
 		return m
 	}
 	return j
@@ -463,7 +464,13 @@ func (w *Worker) quarantine(ctx context.Context, ce *CorruptError) {
 
 func (w *Worker) runJob(ctx context.Context, j Job) {
 	log := w.Logger.With("request_id", j.RequestID, "job", string(j.Kind))
-	r, err := w.Store.Get(ctx, j.RequestID)
+	var r Request
+	var err error
+	if j.Request != nil {
+		r = *j.Request // read with the claim
+	} else {
+		r, err = w.Store.Get(ctx, j.RequestID)
+	}
 	var ce *CorruptError
 	switch {
 	case errors.Is(err, ErrNotFound):

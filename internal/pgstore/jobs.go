@@ -28,7 +28,8 @@ func insertJob(w *wtx, j approvals.Job) error {
 // oldest first, at most $5, leased to this replica for $6. The LIMIT
 // matters: FOR UPDATE locks every row the query returns, and a lock on a
 // job the Worker does not take would hold up the transaction that
-// completes it. RETURNING has no order: DueJobs sorts.
+// completes it. RETURNING has no order: DueJobs sorts. Each job comes
+// with its request's body (Job.Request), as the Worker would read it next.
 const claimJobs = `WITH due AS (SELECT j.id, j.leased_by AS was FROM jobs j
 	WHERE j.calls = $2
 	  AND (j.not_before IS NULL OR j.not_before <= $3)
@@ -38,7 +39,8 @@ const claimJobs = `WITH due AS (SELECT j.id, j.leased_by AS was FROM jobs j
 	ORDER BY j.id LIMIT $5
 	FOR UPDATE OF j SKIP LOCKED)
 	UPDATE jobs SET leased_until = now() + $6, leased_by = $1 FROM due WHERE jobs.id = due.id
-	RETURNING jobs.id, jobs.request_id, jobs.body, coalesce(due.was, '')`
+	RETURNING jobs.id, jobs.request_id, jobs.body, coalesce(due.was, ''),
+		(SELECT r.body FROM requests r WHERE r.id = jobs.request_id)`
 
 // dueNext is the earliest NotBefore still ahead ($1): when DueJobs
 // should look again for a job that waits.
@@ -98,8 +100,9 @@ func (s *Store) DueJobs(ctx context.Context, now time.Time, skip map[uint64]bool
 			var id, requestID int64
 			var body []byte
 			var was string
+			var request []byte
 			var claimed []approvals.Job
-			_, err := pgx.ForEachRow(rows, []any{&id, &requestID, &body, &was}, func() error {
+			_, err := pgx.ForEachRow(rows, []any{&id, &requestID, &body, &was, &request}, func() error {
 				j, err := approvals.UnmarshalJob(body)
 				if err != nil {
 					claimed = append(claimed, approvals.Job{ID: uint64(id), Corrupt: &approvals.CorruptError{Kind: "job", Key: uint64(id), Err: err}})
@@ -107,6 +110,9 @@ func (s *Store) DueJobs(ctx context.Context, now time.Time, skip map[uint64]bool
 				}
 				j.ID, j.RequestID = uint64(id), uint64(requestID)
 				j.TakenOver = was != "" && was != s.opt.Owner
+				if r, err := approvals.UnmarshalRequest(request); request != nil && err == nil {
+					j.Request = &r // else the Worker reads it, and finds it missing or unreadable
+				}
 				claimed = append(claimed, j)
 				return nil
 			})
@@ -157,33 +163,22 @@ func (s *Store) DueJobs(ctx context.Context, now time.Time, skip map[uint64]bool
 	return jobs, next, nil
 }
 
-// laxBatch runs b's queries in one transaction, in one round trip, and
-// commits it without waiting for the write-ahead log to reach the disk
-// (synchronous_commit off). It is for the outbox's bookkeeping, whose loss
-// in a crash of the database server (not of a replica: what PostgreSQL
-// has acknowledged survives the process that asked) only means a job runs
-// again, as jobs may: a lease, a finished job's removal. Transitions, the
-// audit chain and RetryJob's record of an attempt under way wait for the
-// flush. Measured: a burst of 1,000 requests made 8,500 WAL flushes, most
-// of them these.
+// laxBatch runs b's queries in one implicit transaction, in one round
+// trip, on the lax pool: committed without waiting for the write-ahead log
+// to reach the disk (synchronous_commit off for that pool's sessions). It
+// is for the outbox's bookkeeping, whose loss in a crash of the database
+// server (not of a replica: what PostgreSQL has acknowledged survives the
+// process that asked) only means a job runs again, as jobs may: a lease,
+// a finished job's removal. Transitions, the audit chain and RetryJob's
+// record of an attempt under way wait for the flush. Measured: a burst of
+// 1,000 requests made 8,500 WAL flushes, most of them these.
 func (s *Store) laxBatch(ctx context.Context, b *pgx.Batch) error {
-	qs := make([]*pgx.QueuedQuery, 0, len(b.QueuedQueries)+3)
-	qs = append(qs, &pgx.QueuedQuery{SQL: "BEGIN"}, &pgx.QueuedQuery{SQL: "SET LOCAL synchronous_commit = off"})
-	qs = append(qs, b.QueuedQueries...)
-	qs = append(qs, &pgx.QueuedQuery{SQL: "COMMIT"})
-	return s.pool.SendBatch(ctx, &pgx.Batch{QueuedQueries: qs}).Close()
+	return s.lax.SendBatch(ctx, b).Close()
 }
 
-// laxExec is one statement run by laxBatch.
+// laxExec is one statement committed lax (see laxBatch).
 func (s *Store) laxExec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	var tag pgconn.CommandTag
-	b := &pgx.Batch{}
-	b.Queue(sql, args...).Exec(func(ct pgconn.CommandTag) error {
-		tag = ct
-		return nil
-	})
-	err := s.laxBatch(ctx, b)
-	return tag, err
+	return s.lax.Exec(ctx, sql, args...)
 }
 
 // RetryJob implements approvals.Store and releases the job's lease, unless
@@ -194,17 +189,26 @@ func (s *Store) laxExec(ctx context.Context, sql string, args ...any) (pgconn.Co
 // TestReplicasServeOneBurstTogether: 23 POSTs for 18 grants before this).
 // It leaves alone a job another replica holds now (this replica's lease
 // lapsed and the job was taken over): that replica is running it.
+//
+// The write joins the group commit (with the Worker's records, behind
+// commands and clicks): it must reach the disk before an assignment
+// starts, and a statement of its own per attempt took one of the pool's
+// connections for a WAL flush each, so that a burst of assignments kept
+// the clicks' reads waiting for a connection (click ack p99 74 → 420 ms
+// once the Worker got faster).
 func (s *Store) RetryJob(ctx context.Context, j approvals.Job) error {
 	body, err := approvals.MarshalJob(j)
 	if err != nil {
 		return err
 	}
 	keep := j.Tries > j.Attempts
-	_, err = s.pool.Exec(ctx, `UPDATE jobs SET body = $2, not_before = $3,
-		leased_until = CASE WHEN $5 THEN now() + $6 END, leased_by = CASE WHEN $5 THEN $4 END
-		WHERE id = $1 AND (leased_by IS NULL OR leased_by = $4 OR leased_until <= now())`,
-		toInt64(j.ID), body, ceilMicro(j.NotBefore), s.opt.Owner, keep, s.opt.Lease)
-	return err
+	return s.commits.update(ctx, false, nil, func(_ context.Context, w *wtx) error {
+		w.exec(`UPDATE jobs SET body = $2, not_before = $3,
+			leased_until = CASE WHEN $5 THEN now() + $6 END, leased_by = CASE WHEN $5 THEN $4 END
+			WHERE id = $1 AND (leased_by IS NULL OR leased_by = $4 OR leased_until <= now())`,
+			toInt64(j.ID), body, ceilMicro(j.NotBefore), s.opt.Owner, keep, s.opt.Lease)
+		return nil
+	})
 }
 
 // CompleteJob implements approvals.Store. The removal is committed lax

@@ -340,3 +340,33 @@ func TestTurnsGoToOneReplica(t *testing.T) {
 		t.Errorf("another task's first turn: %v, %v; want it", mine, err)
 	}
 }
+
+// TestOnlyBookkeepingSkipsTheFlush: the lax pool, and only it, commits
+// without waiting for the WAL flush.
+func TestOnlyBookkeepingSkipsTheFlush(t *testing.T) {
+	s := openTest(t)
+	for pool, want := range map[string]string{"transitions": "on", "bookkeeping": "off"} {
+		p := s.pool
+		if pool == "bookkeeping" {
+			p = s.lax
+		}
+		var got string
+		if err := p.QueryRow(t.Context(), "SHOW synchronous_commit").Scan(&got); err != nil || got != want {
+			t.Errorf("%s: synchronous_commit %q, %v; want %q", pool, got, err, want)
+		}
+	}
+}
+
+// TestClaimedJobsCarryTheirRequest: DueJobs hands each job out with its
+// request as stored, so the Worker need not read it again.
+func TestClaimedJobsCarryTheirRequest(t *testing.T) {
+	s := openTest(t)
+	r := create(t, s)
+	jobs, _, err := s.DueJobs(t.Context(), time.Now(), nil, approvals.Each(8))
+	if err != nil || len(jobs) != 1 {
+		t.Fatalf("DueJobs = %+v, %v; want the new request's job", jobs, err)
+	}
+	if got := jobs[0].Request; got == nil || got.ID != r.ID || got.State != r.State || got.Reason != r.Reason {
+		t.Errorf("job's Request = %+v, want request %d as stored", got, r.ID)
+	}
+}
