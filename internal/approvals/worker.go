@@ -825,7 +825,7 @@ func (w *Worker) deliver(ctx context.Context, log *slog.Logger, j Job, r Request
 			w.complete(ctx, log, j) // posted before a crash lost the job's completion
 			return
 		}
-		e.ts, err = w.Notifier.PostApproval(ctx, r, Posting{MayHavePosted: j.TakenOver})
+		e.ts, err = w.Notifier.PostApproval(ctx, r, j.posting())
 	case JobUpdateApproval:
 		if r.MessageTS == "" {
 			w.complete(ctx, log, j) // never posted: nothing to update
@@ -833,7 +833,7 @@ func (w *Worker) deliver(ctx context.Context, log *slog.Logger, j Job, r Request
 		}
 		err = w.Notifier.UpdateApproval(ctx, r)
 	case JobPostResult:
-		err = w.Notifier.PostResult(ctx, r, Posting{MayHavePosted: j.TakenOver})
+		err = w.Notifier.PostResult(ctx, r, j.posting())
 	case JobTellRequester:
 		err = w.Notifier.TellRequester(ctx, r)
 	case JobPostDenial:
@@ -945,4 +945,14 @@ func failureOf(err error) Failure {
 		return ge.Failure
 	}
 	return Failure{Message: err.Error()}
+}
+
+// posting is what a post's attempt is told of the ones before it: an
+// earlier process may have posted it unrecorded (TakenOver), or an earlier
+// attempt of this one failed in a way that may hide a success (Slack timed
+// out, or answered 5xx, after accepting the message). Either way the
+// Notifier looks for the message before posting; a look-up costs one read
+// per retried post.
+func (j Job) posting() Posting {
+	return Posting{MayHavePosted: j.TakenOver || j.Attempts > 0}
 }

@@ -714,3 +714,30 @@ func TestWorkerTellsTheNotifierOnlyOfTakenOverPosts(t *testing.T) {
 		}
 	}
 }
+
+// TestWorkerTellsTheNotifierOfARetriedPost: an attempt that failed may
+// have reached Slack (a timeout after Slack accepted the message), so the
+// retry looks for the message first, and so does a retried result.
+func TestWorkerTellsTheNotifierOfARetriedPost(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	n := &fakeNotifier{fail: func(kind JobKind, _ Request, attempt int) error {
+		if (kind == JobPostApproval || kind == JobPostResult) && attempt == 1 {
+			return &DeliveryError{Code: "timeout", Temporary: true}
+		}
+		return nil
+	}}
+	r := createNow(t, s, 1)
+	startWorker(t, newWorker(s, &fakeGranter{}, n))
+	approveWhenPosted(t, s, r.ID)
+	if got := waitSettled(t, s, r.ID); got.State != StateApplied {
+		t.Fatalf("request is %s, want applied", got.State)
+	}
+	want := []Posting{{MayHavePosted: false}, {MayHavePosted: true}}
+	for _, kind := range []JobKind{JobPostApproval, JobPostResult} {
+		waitFor(t, "the retried "+string(kind), func() bool { return len(n.postingsOf(r.ID, kind)) == 2 })
+		if got := n.postingsOf(r.ID, kind); !slices.Equal(got, want) {
+			t.Errorf("%s: the notifier was told %+v, want %+v", kind, got, want)
+		}
+	}
+}
