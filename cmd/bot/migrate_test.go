@@ -123,4 +123,18 @@ func TestMigrateStoreCopiesEverythingAndVerifies(t *testing.T) {
 	if err := run(context.Background(), []string{"migrate-store", "--to", url}, getenv, &out, &out); err == nil || !strings.Contains(out.String(), "empty database") {
 		t.Errorf("second migrate-store = %v, %q; want a refusal naming an empty database", err, out.String())
 	}
+
+	// The copied jobs may have been under way when the bbolt process
+	// stopped: the first replica to claim them is told so (TakenOver, so a
+	// message is looked for before it is posted again); the new request's
+	// job is not.
+	claimed, _, err := pg.DueJobs(ctx, t0.Add(time.Hour), nil, approvals.Each(100))
+	if err != nil || len(claimed) == 0 {
+		t.Fatalf("DueJobs after the migration = %v, %v", claimed, err)
+	}
+	for _, j := range claimed {
+		if copied := j.RequestID != r.ID; j.TakenOver != copied {
+			t.Errorf("job %d of request %d: TakenOver %v, want %v", j.ID, j.RequestID, j.TakenOver, copied)
+		}
+	}
 }

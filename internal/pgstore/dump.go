@@ -12,6 +12,10 @@ import (
 	"github.com/rolegate/rolegate/internal/approvals"
 )
 
+// migratedOwner is the leased_by of a job Import copied: the bbolt
+// process that last held it.
+const migratedOwner = "bbolt (migrate-store)"
+
 // Import writes d (a bbolt file's whole content, approvals.BoltStore.Dump)
 // into an empty database in one transaction: requests and jobs keep their
 // ids, events their seq (and so their order in the audit chain), and the
@@ -62,7 +66,11 @@ func (s *Store) Import(ctx context.Context, d approvals.Dump) error {
 			if err != nil {
 				return err
 			}
-			jobRows = append(jobRows, []any{toInt64(j.ID), toInt64(j.RequestID), string(j.Kind), j.Kind.Calls(), ceilMicro(j.NotBefore), body})
+			// leased_by names the bbolt file's last process, with no lease
+			// (leased_until stays NULL): the first claim hands the job out
+			// at once, marked TakenOver, since that process may have been
+			// running it when it stopped (a message posted unrecorded).
+			jobRows = append(jobRows, []any{toInt64(j.ID), toInt64(j.RequestID), string(j.Kind), j.Kind.Calls(), ceilMicro(j.NotBefore), body, migratedOwner})
 		}
 		copies := []struct {
 			table string
@@ -71,7 +79,7 @@ func (s *Store) Import(ctx context.Context, d approvals.Dump) error {
 		}{
 			{"requests", append([]string{"id"}, requestColumnNames...), reqRows},
 			{"events", []string{"seq", "request_id", "at", "body", "prev", "hash"}, evRows},
-			{"jobs", []string{"id", "request_id", "kind", "calls", "not_before", "body"}, jobRows},
+			{"jobs", []string{"id", "request_id", "kind", "calls", "not_before", "body", "leased_by"}, jobRows},
 		}
 		for _, c := range copies {
 			if _, err := tx.CopyFrom(ctx, pgx.Identifier{c.table}, c.cols, pgx.CopyFromRows(c.rows)); err != nil {
