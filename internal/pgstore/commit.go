@@ -208,19 +208,27 @@ type chainHead struct {
 // writes of the ops done so far that are not sent yet.
 type writeBatch struct {
 	tx     pgx.Tx
+	locked bool  // the lock on the head has been taken (head, start read)
 	start  int64 // the head's seq when locked
 	head   chainHead
 	unsent []*pgx.QueuedQuery
 	notify bool
 }
 
-// beginWrites locks the chain head for tx.
+// beginWrites makes tx lock the chain head. The lock goes with the
+// batch's first reads, in their round trip and ahead of them: every round
+// trip under the lock delays the other replicas' batches.
 func beginWrites(ctx context.Context, tx pgx.Tx) (*writeBatch, error) {
 	wb := &writeBatch{tx: tx}
-	if err := tx.QueryRow(ctx, "SELECT seq, hash FROM chain_head FOR UPDATE").Scan(&wb.head.seq, &wb.head.hash); err != nil {
-		return nil, fmt.Errorf("lock the audit chain head: %w", err)
-	}
-	wb.start = wb.head.seq
+	lock := &pgx.QueuedQuery{SQL: "SELECT seq, hash FROM chain_head FOR UPDATE"}
+	lock.QueryRow(func(row pgx.Row) error {
+		if err := row.Scan(&wb.head.seq, &wb.head.hash); err != nil {
+			return fmt.Errorf("lock the audit chain head: %w", err)
+		}
+		wb.start, wb.locked = wb.head.seq, true
+		return nil
+	})
+	wb.unsent = append(wb.unsent, lock)
 	return wb, nil
 }
 
@@ -253,6 +261,11 @@ func (wb *writeBatch) prefetch(ctx context.Context, ops []*commitOp) error {
 // run runs op's fn; its writes and events join the batch only if it
 // succeeds.
 func (wb *writeBatch) run(ctx context.Context, op *commitOp) error {
+	if !wb.locked { // an op without reads came first: lock now
+		if err := wb.send(ctx); err != nil {
+			return err
+		}
+	}
 	w := &wtx{batch: wb, head: wb.head, readErr: op.readErr}
 	if err := op.fn(ctx, w); err != nil {
 		return err
