@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/slack-go/slack/socketmode"
@@ -55,7 +57,8 @@ func check(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 		checkDatabase(ctx, cfg.DB, line)
 	}
 
-	api := slackClient(cfg)
+	scopes := &scopeHeader{}
+	api := slackClientVia(cfg, scopes.wrap)
 	sctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	auth, err := api.AuthTestContext(sctx)
 	cancel()
@@ -64,6 +67,9 @@ func check(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 		ok = fmt.Sprintf("auth.test as %s in %s", auth.User, auth.Team)
 	}
 	line("slack", err, ok)
+	if err == nil {
+		checkScopes(stdout, scopes.get(), line)
+	}
 
 	if cfg.SocketMode() {
 		sctx, cancel := context.WithTimeout(ctx, checkTimeout)
@@ -146,3 +152,84 @@ func checkPostgres(ctx context.Context, url string, line func(name string, err e
 		line("database", nil, fmt.Sprintf("PostgreSQL %s; %s", in.Version, in.Migrations))
 	}
 }
+
+// botScopes are the bot token scopes manifest.yml asks for, and what is
+// lost without each (TestBotScopesAreTheManifests keeps the two in step).
+var botScopes = []struct {
+	name    string
+	needed  bool // nothing works without it
+	without string
+}{
+	{"commands", true, "no slash command reaches rolegate"},
+	{"chat:write", true, "rolegate cannot post"},
+	{"chat:write.public", false, "rolegate cannot post in public channels it was not invited to"},
+	{"usergroups:read", false, "user-group approvers (S…) cannot be expanded, so their members cannot decide"},
+	{"channels:history", false, "an approval message or result cut short by a crash or a Slack timeout may be posted twice (public channels)"},
+	{"groups:history", false, "an approval message or result cut short by a crash or a Slack timeout may be posted twice (private channels)"},
+}
+
+// checkScopes compares the bot token's scopes, as Slack listed them in
+// auth.test's X-OAuth-Scopes header, with manifest.yml's. A scope nothing
+// works without fails the check; another is a NOTE saying what is lost,
+// typically for an app installed from an older manifest. No header (a
+// proxy dropped it): nothing to compare.
+func checkScopes(stdout io.Writer, header string, line func(name string, err error, ok string)) {
+	if header == "" {
+		fmt.Fprintln(stdout, "NOTE slack scopes: Slack did not list the bot token's scopes; compare them with manifest.yml by hand")
+		return
+	}
+	granted := map[string]bool{}
+	for _, s := range strings.Split(header, ",") {
+		granted[strings.TrimSpace(s)] = true
+	}
+	var fatal, lacking []string
+	for _, s := range botScopes {
+		switch {
+		case granted[s.name]:
+		case s.needed:
+			fatal = append(fatal, s.name+" ("+s.without+")")
+		default:
+			lacking = append(lacking, s.name+" ("+s.without+")")
+		}
+	}
+	const fix = "reinstall the app from manifest.yml (app settings → OAuth & Permissions → add the scopes, then Reinstall to Workspace)"
+	if len(fatal) > 0 {
+		line("slack scopes", fmt.Errorf("the bot token lacks %s: %s", strings.Join(fatal, ", "), fix), "")
+	} else {
+		line("slack scopes", nil, fmt.Sprintf("the bot token has %d of manifest.yml's %d scopes", len(botScopes)-len(lacking), len(botScopes)))
+	}
+	if len(lacking) > 0 {
+		fmt.Fprintf(stdout, "NOTE slack scopes: the bot token lacks %s: %s\n", strings.Join(lacking, "; "), fix)
+	}
+}
+
+// scopeHeader keeps the X-OAuth-Scopes header of the Slack answers that
+// pass through it.
+type scopeHeader struct {
+	mu     sync.Mutex
+	scopes string
+}
+
+func (h *scopeHeader) wrap(next http.RoundTripper) http.RoundTripper {
+	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		resp, err := next.RoundTrip(r)
+		if err == nil {
+			if v := resp.Header.Get("X-OAuth-Scopes"); v != "" {
+				h.mu.Lock()
+				h.scopes = v
+				h.mu.Unlock()
+			}
+		}
+		return resp, err
+	})
+}
+
+func (h *scopeHeader) get() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.scopes
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

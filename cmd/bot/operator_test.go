@@ -3,11 +3,15 @@ package main
 import (
 	"errors"
 	"net/http"
+	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v4"
 
 	"github.com/rolegate/rolegate/internal/approvals"
 	"github.com/rolegate/rolegate/internal/openai/openaitest"
@@ -72,8 +76,8 @@ func TestCheck(t *testing.T) {
 					t.Errorf("line %q does not show the service's error %q", line, tt.wantText)
 				}
 			}
-			if len(tt.wantFail) == 0 && strings.Count(text, "PASS") != 5 {
-				t.Errorf("want 5 PASS lines (configuration, database, slack, socket mode, openai):\n%s", text)
+			if len(tt.wantFail) == 0 && strings.Count(text, "PASS") != 6 {
+				t.Errorf("want 6 PASS lines (configuration, database, slack, slack scopes, socket mode, openai):\n%s", text)
 			}
 			for _, s := range []string{testBotToken, testAppToken, testAdminKey, "sk-admin-wrong-000000", "xoxb-wrong-token-000000"} {
 				if strings.Contains(text, s) {
@@ -81,6 +85,57 @@ func TestCheck(t *testing.T) {
 				}
 			}
 		})
+	}
+
+	// An app installed from an older manifest: what it lacks is named, with
+	// what is lost and how to mend it; only a scope nothing works without
+	// fails the check.
+	for _, tt := range []struct {
+		name   string
+		scopes []string
+		fail   bool
+		want   string
+	}{
+		{"no history scopes", []string{"commands", "chat:write", "chat:write.public", "usergroups:read"}, false,
+			"NOTE slack scopes: the bot token lacks channels:history (an approval message or result cut short"},
+		{"no chat:write", []string{"commands", "chat:write.public", "usergroups:read", "channels:history", "groups:history"}, true,
+			"FAIL slack scopes: the bot token lacks chat:write (rolegate cannot post): reinstall the app from manifest.yml"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			sl.SetScopes(tt.scopes...)
+			defer sl.SetScopes(slackfake.DefaultScopes...)
+			var out strings.Builder
+			err := run(t.Context(), []string{"check"}, env(nil), &out, &out)
+			if (err != nil) != tt.fail || !strings.Contains(out.String(), tt.want) {
+				t.Errorf("check = %v, want failed %v and %q:\n%s", err, tt.fail, tt.want, out.String())
+			}
+		})
+	}
+}
+
+// TestBotScopesAreTheManifests: bot check compares the token with the
+// scopes manifest.yml asks for, and the fake Slack grants them by default.
+func TestBotScopesAreTheManifests(t *testing.T) {
+	data, err := os.ReadFile("../../manifest.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		OAuth struct {
+			Scopes struct {
+				Bot []string `yaml:"bot"`
+			} `yaml:"scopes"`
+		} `yaml:"oauth_config"`
+	}
+	if err := yaml.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range botScopes {
+		names = append(names, s.name)
+	}
+	if want := m.OAuth.Scopes.Bot; !slices.Equal(names, want) || !slices.Equal(slackfake.DefaultScopes, want) {
+		t.Errorf("bot check knows %v and the fake grants %v; manifest.yml asks for %v", names, slackfake.DefaultScopes, want)
 	}
 }
 

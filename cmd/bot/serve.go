@@ -275,14 +275,22 @@ func openStore(ctx context.Context, cfg *Config, log *slog.Logger) (s servedStor
 	return b, cfg.DB, nil
 }
 
-func slackClient(cfg *Config) *slack.Client {
+func slackClient(cfg *Config) *slack.Client { return slackClientVia(cfg, nil) }
+
+// slackClientVia is slackClient whose HTTP round trips go through wrap (nil:
+// straight), for a caller that wants to see the answers' headers.
+func slackClientVia(cfg *Config, wrap func(http.RoundTripper) http.RoundTripper) *slack.Client {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	// The worker delivers several messages at once, and clicks send notices:
 	// keep those connections instead of reopening them past 2 per host.
 	transport.MaxIdleConnsPerHost = 16
+	var rt http.RoundTripper = transport
+	if wrap != nil {
+		rt = wrap(transport)
+	}
 	opts := []slack.Option{
 		slack.OptionAPIURL(cfg.SlackAPIURL),
-		slack.OptionHTTPClient(&http.Client{Timeout: 15 * time.Second, Transport: transport}),
+		slack.OptionHTTPClient(&http.Client{Timeout: 15 * time.Second, Transport: rt}),
 	}
 	if cfg.SocketMode() {
 		opts = append(opts, slack.OptionAppLevelToken(cfg.SlackAppToken))

@@ -85,6 +85,9 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, errResponse(code))
 		return
 	}
+	if token(r, p) == s.botToken {
+		w.Header().Set("X-OAuth-Scopes", strings.Join(s.scopes, ","))
+	}
 	if method == "apps.connections.open" {
 		writeJSON(w, s.openConnectionLocked(r.Host))
 		return

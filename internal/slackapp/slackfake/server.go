@@ -57,6 +57,7 @@ type Server struct {
 
 	appToken     string
 	botTokenGood bool
+	scopes       []string // the bot token's, sent as X-OAuth-Scopes
 	now          func() time.Time
 
 	channels     map[string]*channel
@@ -114,6 +115,7 @@ func New(botToken string) *Server {
 		acks:         map[string]int{},
 		pingInterval: DefaultPingInterval,
 		redeliver:    true,
+		scopes:       slices.Clone(DefaultScopes),
 	}
 	s.channels[DefaultChannel] = newChannel(DefaultChannel, true)
 
@@ -178,6 +180,19 @@ func (s *Server) AddUserGroup(id string, members ...string) {
 // SetAppToken sets the app-level token (xapp-…) apps.connections.open accepts.
 // Changing it makes later connection attempts with the old token fail with
 // invalid_auth; open connections stay open.
+// DefaultScopes are the bot token scopes manifest.yml asks for, which the
+// fake's token has unless SetScopes says otherwise.
+var DefaultScopes = []string{"commands", "chat:write", "chat:write.public", "usergroups:read", "channels:history", "groups:history"}
+
+// SetScopes sets the scopes the bot token was granted, which every
+// authorized Web API answer lists in its X-OAuth-Scopes header, as Slack's
+// do (an app installed from an older manifest lacks the newer ones).
+func (s *Server) SetScopes(scopes ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.scopes = slices.Clone(scopes)
+}
+
 func (s *Server) SetAppToken(xapp string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
