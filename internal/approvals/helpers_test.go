@@ -373,15 +373,18 @@ func (n *fakeNotifier) DMRequester(ctx context.Context, r Request, state State) 
 	return n.try(NotifyRequester(state), r)
 }
 
-func (n *fakeNotifier) PostDenial(ctx context.Context, r Request) error {
+func (n *fakeNotifier) PostDenial(ctx context.Context, r Request, p Posting) error {
+	n.posting(JobPostDenial, r, p)
 	return n.try(JobPostDenial, r)
 }
 
-func (n *fakeNotifier) Remind(ctx context.Context, r Request) error {
+func (n *fakeNotifier) Remind(ctx context.Context, r Request, p Posting) error {
+	n.posting(JobRemind, r, p)
 	return n.try(JobRemind, r)
 }
 
-func (n *fakeNotifier) PostRevocation(ctx context.Context, r Request) error {
+func (n *fakeNotifier) PostRevocation(ctx context.Context, r Request, p Posting) error {
+	n.posting(JobPostRevocation, r, p)
 	return n.try(JobPostRevocation, r)
 }
 

@@ -39,15 +39,18 @@ type Notifier interface {
 	// failed with the error, expired, cancelled).
 	DMRequester(ctx context.Context, r Request, state State) error
 	// PostDenial replies in the approval message's thread who denied r
-	// and why.
-	PostDenial(ctx context.Context, r Request) error
+	// and why; with p.MayHavePosted, only when it cannot find one posted
+	// before, as PostApproval.
+	PostDenial(ctx context.Context, r Request, p Posting) error
 	// Remind replies in the approval message's thread, mentioning the
-	// approvers of a pending r who have not acted yet.
-	Remind(ctx context.Context, r Request) error
+	// approvers of a pending r who have not acted yet; p as PostDenial.
+	Remind(ctx context.Context, r Request, p Posting) error
 	// PostRevocation replies in the approval message's thread how r's
 	// grant ended (who or what ended it, when, the DELETE's outcome), or,
-	// for a grant still applied, why its revocation keeps failing.
-	PostRevocation(ctx context.Context, r Request) error
+	// for a grant still applied, why its revocation keeps failing; p as
+	// PostDenial for the reply that it ended (a failure may be reported
+	// again on a later failure).
+	PostRevocation(ctx context.Context, r Request, p Posting) error
 	// WarnRequester tells the requester by direct message that r's grant
 	// ends soon, with an Extend button.
 	WarnRequester(ctx context.Context, r Request) error
@@ -837,15 +840,15 @@ func (w *Worker) deliver(ctx context.Context, log *slog.Logger, j Job, r Request
 	case JobTellRequester:
 		err = w.Notifier.TellRequester(ctx, r)
 	case JobPostDenial:
-		err = w.Notifier.PostDenial(ctx, r)
+		err = w.Notifier.PostDenial(ctx, r, j.posting())
 	case JobRemind:
 		if r.State != StatePending || r.MessageTS == "" {
 			w.complete(ctx, log, j) // decided meanwhile, or never posted: nobody to remind
 			return
 		}
-		err = w.Notifier.Remind(ctx, r)
+		err = w.Notifier.Remind(ctx, r, j.posting())
 	case JobPostRevocation:
-		err = w.Notifier.PostRevocation(ctx, r)
+		err = w.Notifier.PostRevocation(ctx, r, j.posting())
 	case JobWarnRequester:
 		if !r.Active() {
 			w.complete(ctx, log, j) // ended meanwhile: nothing to extend

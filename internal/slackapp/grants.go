@@ -87,12 +87,22 @@ func grantButtons(r approvals.Request) slack.Block {
 
 // PostRevocation replies in the approval message's thread how r's grant
 // ended, or, while it is still applied, that its revocation failed and is
-// retried.
-func (n *Notifier) PostRevocation(ctx context.Context, r approvals.Request) error {
+// retried. The reply that it ended is posted once: with p.MayHavePosted it
+// is looked for first, as PostResult does.
+func (n *Notifier) PostRevocation(ctx context.Context, r approvals.Request, p approvals.Posting) error {
+	ended := r.State == approvals.StateRevoked && r.MessageTS != ""
+	if ended && p.MayHavePosted {
+		if _, ok, err := n.adopt(ctx, r, RevokedEventType, r.MessageTS); ok || err != nil {
+			return err
+		}
+	}
 	text := RevocationText(r)
 	opts := []slack.MsgOption{slack.MsgOptionText(n.text(text), false), slack.MsgOptionBlocks(n.blocks([]slack.Block{section(text)})...)}
 	if r.MessageTS != "" {
 		opts = append(opts, slack.MsgOptionTS(r.MessageTS), slack.MsgOptionBroadcast())
+	}
+	if ended {
+		opts = append(opts, slack.MsgOptionMetadata(RequestMetadata(RevokedEventType, r.ID)))
 	}
 	_, _, err := n.Client.PostMessageContext(ctx, r.ChannelID, opts...)
 	return n.classify("chat.postMessage", err)

@@ -202,3 +202,61 @@ func TestPostResultAdoptsTheReplyAnEarlierAttemptPosted(t *testing.T) {
 		t.Errorf("%d results after a failed look-up, want it posted again (2)", got)
 	}
 }
+
+// TestThreadRepliesAreAdoptedToo: the denial, the reminder and the reply
+// that a grant ended are each posted once when an earlier attempt may have
+// posted them; a failed revocation's report is posted again (a later
+// failure reports anew), and a reply of one kind is not taken for another.
+func TestThreadRepliesAreAdoptedToo(t *testing.T) {
+	t.Parallel()
+	n, fake, _ := newTestNotifier(t)
+	r := pendingNow()
+	ts, err := n.PostApproval(t.Context(), r, approvals.Posting{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.MessageTS = ts
+	replies := func(eventType string) int {
+		k := 0
+		for _, m := range fake.Messages(slackfake.DefaultChannel) {
+			if m.ThreadTS == ts && strings.Contains(string(m.Metadata), eventType) {
+				k++
+			}
+		}
+		return k
+	}
+	twice := func(post func(approvals.Posting) error) {
+		t.Helper()
+		for _, p := range []approvals.Posting{{}, {MayHavePosted: true}} {
+			if err := post(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	twice(func(p approvals.Posting) error { return n.Remind(t.Context(), r, p) })
+	denied := r
+	denied.State, denied.Decider, denied.DenyReason = approvals.StateDenied, "UANA", "not during the freeze"
+	twice(func(p approvals.Posting) error { return n.PostDenial(t.Context(), denied, p) })
+	failing := r
+	failing.State = approvals.StateApplied
+	twice(func(p approvals.Posting) error { return n.PostRevocation(t.Context(), failing, p) })
+	revoked := r
+	revoked.State = approvals.StateRevoked
+	twice(func(p approvals.Posting) error { return n.PostRevocation(t.Context(), revoked, p) })
+
+	for eventType, want := range map[string]int{ReminderEventType: 1, DenialEventType: 1, RevokedEventType: 1} {
+		if got := replies(eventType); got != want {
+			t.Errorf("%d %s replies in the thread, want %d", got, eventType, want)
+		}
+	}
+	failures := 0
+	for _, m := range fake.Messages(slackfake.DefaultChannel) {
+		if m.ThreadTS == ts && strings.Contains(m.Text, "could not be revoked") {
+			failures++
+		}
+	}
+	if failures != 2 {
+		t.Errorf("%d failed-revocation reports, want both attempts posted", failures)
+	}
+}

@@ -165,25 +165,38 @@ func appliedSummary(r approvals.Request) string {
 
 // PostDenial replies in the approval message's thread who denied r, when,
 // and why.
-func (n *Notifier) PostDenial(ctx context.Context, r approvals.Request) error {
+func (n *Notifier) PostDenial(ctx context.Context, r approvals.Request, p approvals.Posting) error {
 	if r.MessageTS == "" {
 		return nil // a deny needs a click on the message, so this does not happen
+	}
+	if p.MayHavePosted {
+		if _, ok, err := n.adopt(ctx, r, DenialEventType, r.MessageTS); ok || err != nil {
+			return err
+		}
 	}
 	text := fmt.Sprintf(":no_entry: Request #%d was denied by %s %s.", r.ID, user(r.Decider), date(r.DecidedAt))
 	if r.DenyReason != "" {
 		text += "\n*Reason*\n" + quote(Escape(r.DenyReason))
 	}
 	_, _, err := n.Client.PostMessageContext(ctx, r.ChannelID,
-		slack.MsgOptionText(text, false), slack.MsgOptionBlocks(section(text)), slack.MsgOptionTS(r.MessageTS))
+		slack.MsgOptionText(text, false), slack.MsgOptionBlocks(section(text)), slack.MsgOptionTS(r.MessageTS),
+		slack.MsgOptionMetadata(RequestMetadata(DenialEventType, r.ID)))
 	return n.classify("chat.postMessage", err)
 }
 
 // Remind replies in the approval message's thread, mentioning the
-// approvers of r who have not acted yet.
-func (n *Notifier) Remind(ctx context.Context, r approvals.Request) error {
+// approvers of r who have not acted yet; with p.MayHavePosted, only when
+// it cannot find the reminder an earlier attempt posted.
+func (n *Notifier) Remind(ctx context.Context, r approvals.Request, p approvals.Posting) error {
+	if p.MayHavePosted {
+		if _, ok, err := n.adopt(ctx, r, ReminderEventType, r.MessageTS); ok || err != nil {
+			return err
+		}
+	}
 	text := RemindText(r)
 	_, _, err := n.Client.PostMessageContext(ctx, r.ChannelID,
-		slack.MsgOptionText(text, false), slack.MsgOptionBlocks(section(text)), slack.MsgOptionTS(r.MessageTS))
+		slack.MsgOptionText(text, false), slack.MsgOptionBlocks(section(text)), slack.MsgOptionTS(r.MessageTS),
+		slack.MsgOptionMetadata(RequestMetadata(ReminderEventType, r.ID)))
 	return n.classify("chat.postMessage", err)
 }
 

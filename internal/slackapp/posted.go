@@ -17,10 +17,11 @@ import (
 // after Slack accepted a message but before its ts was stored, the process
 // that takes the job over cannot tell from the store whether the message
 // went out. So the messages rolegate must post once carry message
-// metadata naming their request, and a taken-over post looks for its
-// message first (approvals.Posting.MayHavePosted). The look-up costs
-// nothing on the hot path: only jobs taken over from a stopped process
-// make it.
+// metadata naming their request, and a post that may have gone out
+// already looks for its message first (approvals.Posting.MayHavePosted:
+// a job taken over from a stopped process, or retried after a failed
+// attempt). The look-up costs nothing on the hot path: a first attempt by
+// the process that queued the job never makes it.
 
 // Event types of the message metadata rolegate sets; the event_payload's
 // request_id is the request's id as a string (no JSON number rounding).
@@ -29,6 +30,13 @@ const (
 	ApprovalEventType = "rolegate_request"
 	// ResultEventType marks the result reply in its thread.
 	ResultEventType = "rolegate_result"
+	// DenialEventType, ReminderEventType and RevokedEventType mark the
+	// thread's replies that a request was denied, the reminder, and that
+	// its grant ended (not a failed revocation's report, which a later
+	// failure may repeat).
+	DenialEventType   = "rolegate_denial"
+	ReminderEventType = "rolegate_reminder"
+	RevokedEventType  = "rolegate_revoked"
 )
 
 // RequestMetadata is the message metadata marking a message of eventType
