@@ -128,10 +128,7 @@ func (g *groupCommit) run(batch []*commitOp) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if len(batch) > 1 {
-		err := pgx.BeginFunc(ctx, g.s.pool, func(tx pgx.Tx) error {
-			return runOps(ctx, tx, batch)
-		})
-		if err == nil {
+		if err := g.s.writeTx(ctx, batch); err == nil {
 			for _, op := range batch {
 				close(op.done)
 			}
@@ -141,28 +138,52 @@ func (g *groupCommit) run(batch []*commitOp) {
 		// again alone, so one bad op cannot fail the others.
 	}
 	for _, op := range batch {
-		op.err = g.s.inTx(ctx, func(tx pgx.Tx) error {
-			if err := runOps(ctx, tx, []*commitOp{op}); err != nil {
-				return err
+		var err error
+		for attempt := range 5 {
+			// A serialization failure or deadlock only means a concurrent
+			// transaction won: run again, reading everything afresh.
+			if err = g.s.writeTx(ctx, []*commitOp{op}); !retryable(err) || ctx.Err() != nil {
+				break
 			}
-			return op.err // fn's refusal rolls its transaction back
-		})
+			time.Sleep(time.Duration(attempt+1) * time.Millisecond)
+		}
+		if err != nil {
+			op.err = err
+		} // else op.err is fn's verdict: a refusal committed nothing of its own
 		close(op.done)
 	}
 }
 
-// runOps runs ops in tx, which it first makes the holder of the chain
-// head. Every transaction that may append an event takes that lock first,
+// writeTx runs ops in one transaction on a connection of the pool. Its
+// BEGIN goes with the first reads and its COMMIT with the last writes, so
+// a batch of one run costs two round trips, and holds the chain head for
+// two. A transaction that fails is left open: the pool closes a connection
+// it gets back in a transaction, and PostgreSQL rolls it back.
+func (s *Store) writeTx(ctx context.Context, ops []*commitOp) error {
+	c, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Release()
+	conn := c.Conn()
+	if err := runOps(ctx, conn, ops); err != nil {
+		return err
+	}
+	if st := conn.PgConn().TxStatus(); st != 'I' {
+		return fmt.Errorf("the transaction did not commit (status %q)", st)
+	}
+	return nil
+}
+
+// runOps runs ops in a transaction it begins and commits on conn, which
+// it first makes the holder of the chain head. Every transaction that may append an event takes that lock first,
 // before any request row, so two of them (in different replicas) cannot
 // deadlock over a request and the head, and writers run one at a time:
 // what one reads (a trigger id, a requester's open requests) no other can
 // change before it commits. Each op's result is in op.err; runOps fails
 // only when the transaction is lost.
-func runOps(ctx context.Context, tx pgx.Tx, ops []*commitOp) error {
-	wb, err := beginWrites(ctx, tx)
-	if err != nil {
-		return err
-	}
+func runOps(ctx context.Context, conn *pgx.Conn, ops []*commitOp) error {
+	wb := beginWrites(conn)
 	for i := 0; i < len(ops); {
 		// The longest run of ops from i whose prefetches share no key.
 		j, keys := i, map[string]bool{}
@@ -207,7 +228,7 @@ type chainHead struct {
 // head, locked at the start and moved in memory by each event, and the
 // writes of the ops done so far that are not sent yet.
 type writeBatch struct {
-	tx     pgx.Tx
+	conn   *pgx.Conn
 	locked bool  // the lock on the head has been taken (head, start read)
 	start  int64 // the head's seq when locked
 	head   chainHead
@@ -215,11 +236,12 @@ type writeBatch struct {
 	notify bool
 }
 
-// beginWrites makes tx lock the chain head. The lock goes with the
-// batch's first reads, in their round trip and ahead of them: every round
-// trip under the lock delays the other replicas' batches.
-func beginWrites(ctx context.Context, tx pgx.Tx) (*writeBatch, error) {
-	wb := &writeBatch{tx: tx}
+// beginWrites begins a transaction on conn that locks the chain head.
+// BEGIN and the lock go with the batch's first reads, in their round trip
+// and ahead of them: every round trip under the lock delays the other
+// replicas' batches.
+func beginWrites(conn *pgx.Conn) *writeBatch {
+	wb := &writeBatch{conn: conn}
 	lock := &pgx.QueuedQuery{SQL: "SELECT seq, hash FROM chain_head FOR UPDATE"}
 	lock.QueryRow(func(row pgx.Row) error {
 		if err := row.Scan(&wb.head.seq, &wb.head.hash); err != nil {
@@ -228,8 +250,8 @@ func beginWrites(ctx context.Context, tx pgx.Tx) (*writeBatch, error) {
 		wb.start, wb.locked = wb.head.seq, true
 		return nil
 	})
-	wb.unsent = append(wb.unsent, lock)
-	return wb, nil
+	wb.unsent = append(wb.unsent, &pgx.QueuedQuery{SQL: "BEGIN"}, lock)
+	return wb
 }
 
 // prefetch sends the unsent writes and the prefetches of ops in one round
@@ -279,11 +301,11 @@ func (wb *writeBatch) run(ctx context.Context, op *commitOp) error {
 // aborted reports whether a statement of the transaction failed, which
 // PostgreSQL makes the end of it.
 func (wb *writeBatch) aborted() bool {
-	return wb.tx.Conn().PgConn().TxStatus() == 'E'
+	return wb.conn.PgConn().TxStatus() == 'E'
 }
 
-// finish sends what is left: the unsent writes, the chain head's new end
-// and one notification for the other replicas.
+// finish sends what is left: the unsent writes, the chain head's new end,
+// one notification for the other replicas, and COMMIT.
 func (wb *writeBatch) finish(ctx context.Context) error {
 	if wb.head.seq != wb.start {
 		wb.unsent = append(wb.unsent, &pgx.QueuedQuery{SQL: "UPDATE chain_head SET seq = $1, hash = $2", Arguments: []any{wb.head.seq, wb.head.hash}})
@@ -291,7 +313,7 @@ func (wb *writeBatch) finish(ctx context.Context) error {
 	if wb.notify {
 		wb.unsent = append(wb.unsent, &pgx.QueuedQuery{SQL: "SELECT pg_notify($1, '')", Arguments: []any{notifyChannel}})
 	}
-	return wb.send(ctx)
+	return wb.send(ctx, &pgx.QueuedQuery{SQL: "COMMIT"})
 }
 
 // send sends the unsent writes, then qs, in one round trip.
@@ -301,7 +323,7 @@ func (wb *writeBatch) send(ctx context.Context, qs ...*pgx.QueuedQuery) error {
 	if len(b.QueuedQueries) == 0 {
 		return nil
 	}
-	return wb.tx.SendBatch(ctx, b).Close()
+	return wb.conn.SendBatch(ctx, b).Close()
 }
 
 // wtx is one op's handle on a write transaction. Reads go to the database
