@@ -24,7 +24,17 @@ import (
 // newSocketBot runs the bot in Socket Mode: no signing secret, no public URL.
 func newSocketBot(t *testing.T) *bot {
 	t.Helper()
-	return newBot(t, map[string]string{"SLACK_APP_TOKEN": testAppToken, "SLACK_SIGNING_SECRET": ""})
+	b := newBot(t, map[string]string{"SLACK_APP_TOKEN": testAppToken, "SLACK_SIGNING_SECRET": ""})
+	// The bot is ready once the WebSocket upgrade answers; the fake lists
+	// the connection a moment later. A DropConnections in that moment
+	// finds nothing to drop, and the bot stays connected (seen once under
+	// a loaded CI run): wait until the fake lists it too.
+	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+	defer cancel()
+	if err := b.slack.WaitFor(ctx, func(s *slackfake.Server) bool { return s.Connected() > 0 }); err != nil {
+		t.Fatalf("the fake never listed the bot's connection: %v", err)
+	}
+	return b
 }
 
 // socketCommand sends a slash command envelope and returns the ack's reply.
