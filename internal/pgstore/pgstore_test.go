@@ -72,3 +72,37 @@ func TestVerifyChainFindsEditsAndDrops(t *testing.T) {
 		t.Errorf("after dropping events 2 and 3: %+v, %v; want event 2 dropped", res, err)
 	}
 }
+
+// TestListSkipsUnreadableWithoutLosingPlaces: a request that cannot be
+// decoded is left out of List (the worker quarantines it) and the limit
+// still counts readable ones, as on bbolt (`bot requests --limit 3` shows
+// three).
+func TestListSkipsUnreadableWithoutLosingPlaces(t *testing.T) {
+	s := openTest(t)
+	var ids []uint64
+	for range 6 {
+		r, _, err := s.Create(t.Context(), storetest.NewRequest(), storetest.T0, 0, storetest.PendingStart(storetest.T0, storetest.TTL, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.ID)
+	}
+	// The two newest are unreadable.
+	if _, err := s.pool.Exec(t.Context(), `UPDATE requests SET body = '{"v": 99}' WHERE id = ANY($1)`, []int64{int64(ids[5]), int64(ids[4])}); err != nil {
+		t.Fatal(err)
+	}
+	for _, limit := range []int{1, 3, 0} {
+		got, err := s.List(t.Context(), approvals.ListOptions{Limit: limit})
+		want := []uint64{ids[3], ids[2], ids[1], ids[0]}
+		if limit > 0 {
+			want = want[:limit]
+		}
+		var gotIDs []uint64
+		for _, r := range got {
+			gotIDs = append(gotIDs, r.ID)
+		}
+		if err != nil || !slices.Equal(gotIDs, want) {
+			t.Errorf("List(limit %d) = %v, %v; want %v", limit, gotIDs, err, want)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -330,30 +331,42 @@ func (s *Store) Get(ctx context.Context, id uint64) (approvals.Request, error) {
 
 // List implements approvals.Store.
 func (s *Store) List(ctx context.Context, opt approvals.ListOptions) ([]approvals.Request, error) {
-	var limit *int64
-	if opt.Limit > 0 {
-		l := int64(opt.Limit)
-		limit = &l
-	}
-	rows, err := s.pool.Query(ctx, `SELECT body FROM requests
-		WHERE ($1 = '' OR state = $1) AND ($2 = '' OR requester = $2) AND (NOT $3 OR open)
-		ORDER BY id DESC LIMIT $4`, string(opt.State), opt.Requester, opt.Open, limit)
-	if err != nil {
-		return nil, err
-	}
-	bodies, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
-	if err != nil {
-		return nil, err
+	// Pages by id, newest first, until opt.Limit readable requests: one
+	// that cannot be decoded is skipped (the worker quarantines it) without
+	// costing the caller a place, as on bbolt.
+	page := int64(opt.Limit)
+	if page <= 0 {
+		page = math.MaxInt64
 	}
 	var out []approvals.Request
-	for _, b := range bodies {
-		r, err := approvals.UnmarshalRequest(b)
+	before := int64(math.MaxInt64)
+	for {
+		rows, err := s.pool.Query(ctx, `SELECT id, body FROM requests
+			WHERE ($1 = '' OR state = $1) AND ($2 = '' OR requester = $2) AND (NOT $3 OR open) AND id < $5
+			ORDER BY id DESC LIMIT $4`, string(opt.State), opt.Requester, opt.Open, page, before)
 		if err != nil {
-			continue // an unreadable record is the worker's to quarantine
+			return nil, err
 		}
-		out = append(out, r)
+		var n int64
+		var id int64
+		var body []byte
+		_, err = pgx.ForEachRow(rows, []any{&id, &body}, func() error {
+			n, before = n+1, id
+			if opt.Limit > 0 && len(out) == opt.Limit {
+				return nil
+			}
+			if r, err := approvals.UnmarshalRequest(body); err == nil {
+				out = append(out, r)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if n < page || (opt.Limit > 0 && len(out) >= opt.Limit) {
+			return out, nil
+		}
 	}
-	return out, nil
 }
 
 // Audit implements approvals.Store.
