@@ -132,8 +132,13 @@ func (s *Store) DueJobs(ctx context.Context, now time.Time, skip map[uint64]bool
 		return nil
 	})
 	s.leases.Lock()
-	lookAgain := time.Since(s.leases.lookedAt) >= leaseLookEvery
 	held := s.leases.next
+	// Again after leaseLookEvery, and as soon as the lease last heard of
+	// has ended: the one after it is the next to wait for (a dead
+	// replica's leases end one after another; missing the second left its
+	// jobs to the Worker's 30 s idle look: taken over 45 s after the kill
+	// in TestReplicasSurviveTwoKillsMidBurst).
+	lookAgain := time.Since(s.leases.lookedAt) >= leaseLookEvery || (!held.IsZero() && !time.Now().Before(held))
 	s.leases.Unlock()
 	if lookAgain {
 		b.Queue(leaseNext, s.opt.Owner).QueryRow(func(row pgx.Row) error {

@@ -370,3 +370,45 @@ func TestClaimedJobsCarryTheirRequest(t *testing.T) {
 		t.Errorf("job's Request = %+v, want request %d as stored", got, r.ID)
 	}
 }
+
+// TestLookAheadFollowsADeadReplicasLeasesOneAfterAnother: a dead
+// replica's leases end at different times; each DueJobs that takes one
+// over names the end of the next as when to look again, even right after
+// an earlier look (the look-ahead is read at most once a second otherwise).
+// Missing it left the rest to the Worker's 30 s idle look.
+func TestLookAheadFollowsADeadReplicasLeasesOneAfterAnother(t *testing.T) {
+	url := pgtest.URL(t)
+	dead := openURL(t, url, Options{Owner: "dead", NoRenew: true})
+	live := openURL(t, url, Options{Owner: "live"})
+	create(t, dead)
+	create(t, dead)
+	claimed, _, err := dead.DueJobs(t.Context(), time.Now(), nil, approvals.Each(10))
+	if err != nil || len(claimed) != 2 {
+		t.Fatalf("dead replica's DueJobs = %+v, %v", claimed, err)
+	}
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	// The first lease ends in 300 ms, the second in 5 s.
+	for i, in := range []string{"300 milliseconds", "5 seconds"} {
+		if _, err := conn.Exec(t.Context(), "UPDATE jobs SET leased_until = now() + $2::interval WHERE id = $1", int64(claimed[i].ID), in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A look just before the first ends (the Worker busy with other work),
+	// then the look at its end, within the second.
+	if _, next, err := live.DueJobs(t.Context(), time.Now(), nil, approvals.JobLimit{}); err != nil || next.IsZero() {
+		t.Fatalf("the look before: next %v, %v; want the first lease's end", next, err)
+	}
+	time.Sleep(400 * time.Millisecond)
+	before := time.Now()
+	jobs, next, err := live.DueJobs(t.Context(), before, nil, approvals.Each(10))
+	if err != nil || len(jobs) != 1 || jobs[0].ID != claimed[0].ID {
+		t.Fatalf("DueJobs = %+v, %v; want the first lapsed job", jobs, err)
+	}
+	if next.IsZero() || next.Before(before.Add(3*time.Second)) || next.After(before.Add(6*time.Second)) {
+		t.Errorf("next = %v (%v from now), want the second lease's end, about 5 s ahead", next, next.Sub(before))
+	}
+}
