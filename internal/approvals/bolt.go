@@ -256,10 +256,17 @@ func (s *BoltStore) Check() (err error) {
 		}
 	}()
 	return s.db.View(func(tx *bolt.Tx) error {
+		// Drained to the end: the checker reads tx until it closes the
+		// channel, so returning at the first problem closed the
+		// transaction under it (a data race, seen under -race on a
+		// snapshot copied mid-write).
+		var first error
 		for err := range tx.Check() {
-			return err
+			if first == nil {
+				first = err
+			}
 		}
-		return nil
+		return first
 	})
 }
 
