@@ -105,10 +105,13 @@ func newCommitRig(t *testing.T) *commitRig {
 func (r *commitRig) check() {
 	r.t.Helper()
 	err := r.db.View(func(tx *bolt.Tx) error {
-		for err := range tx.Check() {
-			return err
+		var first error
+		for err := range tx.Check() { // drained: the checker reads tx until it is done
+			if first == nil {
+				first = err
+			}
 		}
-		return nil
+		return first
 	})
 	if err != nil {
 		r.t.Errorf("bbolt consistency: %v", err)
