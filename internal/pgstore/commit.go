@@ -345,13 +345,6 @@ func (w *wtx) exec(sql string, args ...any) {
 	w.writes = append(w.writes, &pgx.QueuedQuery{SQL: sql, Arguments: args})
 }
 
-// queryRow runs sql and hands its one row to scan.
-func (w *wtx) queryRow(ctx context.Context, scan func(pgx.Row) error, sql string, args ...any) error {
-	q := &pgx.QueuedQuery{SQL: sql, Arguments: args}
-	q.QueryRow(scan)
-	return w.batch.send(ctx, q)
-}
-
 // query runs sql and hands its rows to each.
 func (w *wtx) query(ctx context.Context, each func(pgx.Rows) error, sql string, args ...any) error {
 	q := &pgx.QueuedQuery{SQL: sql, Arguments: args}
