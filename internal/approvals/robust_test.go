@@ -569,8 +569,13 @@ func TestDueJobsBudgetsCallsAndMessagesApart(t *testing.T) {
 		t.Errorf("with no call budget: %+v, want two messages", jobs)
 	}
 	jobs, _, _ = s.DueJobs(t.Context(), t0, nil, JobLimit{Calls: 3, Messages: 0})
-	if len(jobs) != 3 || !jobs[0].Kind.Calls() {
-		t.Errorf("with no message budget: %+v, want three calls", jobs)
+	if len(jobs) != 3 {
+		t.Fatalf("with no message budget: %+v, want three calls", jobs)
+	}
+	for i, j := range jobs { // the three oldest calls, oldest first
+		if !j.Kind.Calls() || j.RequestID != calls[i] {
+			t.Errorf("with no message budget, job %d = %s of request %d, want the call of request %d", i, j.Kind, j.RequestID, calls[i])
+		}
 	}
 }
 
