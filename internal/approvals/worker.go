@@ -613,12 +613,8 @@ func (w *Worker) assign(ctx context.Context, log *slog.Logger, j Job, r Request)
 		w.recordAssignment(ctx, log, j, r, *e.assignment)
 		return
 	}
-	now := w.Now()
-	if j.FirstTry.IsZero() {
-		j.FirstTry = now
-	}
-	deadline := j.FirstTry.Add(w.Deadline)
-	if !now.Before(deadline) {
+	deadline, passed := w.callDeadline(&j)
+	if passed {
 		f := Failure{Message: j.LastError}
 		if j.LastFailure != nil {
 			f = *j.LastFailure
@@ -675,6 +671,18 @@ func (w *Worker) assign(ctx context.Context, log *slog.Logger, j Job, r Request)
 	w.reschedule(ctx, log, j, delay)
 }
 
+// callDeadline is when the OpenAI calls of j must have started by:
+// Deadline after its first attempt, which it records in j on the first
+// one. passed reports that it is over and no attempt may start.
+func (w *Worker) callDeadline(j *Job) (deadline time.Time, passed bool) {
+	now := w.Now()
+	if j.FirstTry.IsZero() {
+		j.FirstTry = now
+	}
+	deadline = j.FirstTry.Add(w.Deadline)
+	return deadline, !now.Before(deadline)
+}
+
 // nextAttempt says how long to wait before the next OpenAI attempt of j,
 // whose last attempt failed temporarily with err, and whether there is one:
 // not when the attempts are used up, when the server's Retry-After reaches
@@ -709,12 +717,8 @@ func (w *Worker) check(ctx context.Context, log *slog.Logger, j Job, r Request) 
 		w.recordVerdict(ctx, log, j, *e.verdict)
 		return
 	}
-	now := w.Now()
-	if j.FirstTry.IsZero() {
-		j.FirstTry = now
-	}
-	deadline := j.FirstTry.Add(w.Deadline)
-	if !now.Before(deadline) {
+	deadline, passed := w.callDeadline(&j)
+	if passed {
 		w.recordVerdict(ctx, log, j, Verdict{Rejection: "rolegate could not check the request at OpenAI in time: " + j.LastError})
 		return
 	}

@@ -27,12 +27,8 @@ func (w *Worker) revoke(ctx context.Context, log *slog.Logger, j Job, r Request)
 		w.reschedule(ctx, log, j, w.RevokeRetry)
 		return
 	}
-	now := w.Now()
-	if j.FirstTry.IsZero() {
-		j.FirstTry = now
-	}
-	deadline := j.FirstTry.Add(w.Deadline)
-	if !now.Before(deadline) {
+	deadline, passed := w.callDeadline(&j)
+	if passed {
 		w.revokeFailed(ctx, log, j, Failure{Message: j.LastError})
 		return
 	}
