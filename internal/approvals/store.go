@@ -262,3 +262,17 @@ type Rememberer interface {
 type Turner interface {
 	Turn(ctx context.Context, name string, every time.Duration) (mine bool, err error)
 }
+
+type workerKey struct{}
+
+// AsWorker marks ctx as the Worker's (see ByWorker); Run does.
+func AsWorker(ctx context.Context) context.Context { return context.WithValue(ctx, workerKey{}, true) }
+
+// ByWorker reports whether ctx is the Worker's (Run marks it): a write
+// made with it is the record of work done in the background, with nobody
+// waiting on Slack for it. An engine may let writes that someone waits for
+// (a slash command's request, a click's decision) go first (pgstore does).
+func ByWorker(ctx context.Context) bool {
+	by, _ := ctx.Value(workerKey{}).(bool)
+	return by
+}

@@ -250,6 +250,7 @@ const sweepEvery = time.Minute
 // retried with back-off for as long as it takes; Run does not give up.
 func (w *Worker) Run(ctx context.Context) error {
 	w.defaults()
+	ctx = AsWorker(ctx)
 	defer w.wg.Wait()
 	timer := time.NewTimer(idleWake)
 	defer timer.Stop()

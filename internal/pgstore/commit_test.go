@@ -177,3 +177,56 @@ func TestBatchedCreatesOfOneTriggerIDMakeOneRequest(t *testing.T) {
 		t.Errorf("VerifyChain: %+v, %v", res, err)
 	}
 }
+
+// TestClicksGoAheadOfTheWorkersRecords: with more of the Worker's records
+// waiting than a batch holds, a decision someone waits for (a click)
+// queued after all of them still goes into the next batch, first: its
+// audit event comes before every one of theirs.
+func TestClicksGoAheadOfTheWorkersRecords(t *testing.T) {
+	url := pgtest.URL(t)
+	s := openURL(t, url)
+	create := func() uint64 {
+		r, _, err := s.Create(t.Context(), storetest.NewRequest(func(n *approvals.NewRequest) { n.Requester = "UMANY" }), storetest.T0, 0, storetest.PendingStart(storetest.T0, storetest.TTL, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.ID
+	}
+	var background []uint64
+	for range maxBatch + 6 {
+		background = append(background, create())
+	}
+	click := create()
+	worker := approvals.AsWorker(t.Context())
+	var ops []func() error
+	for _, id := range background {
+		ops = append(ops, func() error {
+			_, err := s.Update(worker, id, 0, func(r *approvals.Request) (approvals.Transition, error) {
+				return approvals.Transition{Event: approvals.Event{Actor: approvals.SystemActor, Action: approvals.ActionCheck, At: storetest.T0}}, nil
+			})
+			return err
+		})
+	}
+	ops = append(ops, func() error { // queued last
+		_, err := storetest.Decide(t, s, click, "UANA", approvals.ActionApprove, storetest.T0.Add(time.Minute))
+		return err
+	})
+	for i, err := range inOneBatch(t, s, url, ops...) {
+		if err != nil {
+			t.Fatalf("op %d: %v", i, err)
+		}
+	}
+	last := func(id uint64) uint64 {
+		evs, err := s.Audit(t.Context(), id)
+		if err != nil || len(evs) < 2 {
+			t.Fatalf("audit of %d: %+v, %v", id, evs, err)
+		}
+		return evs[len(evs)-1].ID
+	}
+	clicked := last(click)
+	for _, id := range background {
+		if seq := last(id); seq < clicked {
+			t.Fatalf("the Worker's record of request %d (event %d) went before the click (event %d)", id, seq, clicked)
+		}
+	}
+}

@@ -283,8 +283,7 @@ func (s *Store) update(ctx context.Context, id, doneJob uint64, change func(cont
 	var changed bool
 	var cerr error // change's verdict, which may come with a change
 	var body []byte
-	// doneJob is the Worker's: a caller without one is answering Slack.
-	err := s.commits.update(ctx, doneJob == 0, lockRequest(id, &body), func(ctx context.Context, w *wtx) error {
+	err := s.commits.update(ctx, !approvals.ByWorker(ctx), lockRequest(id, &body), func(ctx context.Context, w *wtx) error {
 		out, changed, cerr = approvals.Request{}, false, nil // this function may run more than once
 		if doneJob != 0 {
 			w.exec("DELETE FROM jobs WHERE id = $1", toInt64(doneJob))
