@@ -34,7 +34,6 @@ type tracker struct {
 	mu       sync.Mutex
 	reqs     map[uint64]*tracked
 	byTarget map[approvals.Target]uint64
-	assigns  int // first assignment POSTs of tracked requests
 	results  int
 	stray    int // assignment POSTs for unknown targets or repeated ones
 	changed  chan struct{}
@@ -119,7 +118,6 @@ func (t *tracker) assigned(tg approvals.Target, at time.Time) {
 		return
 	}
 	t.reqs[id].assignAt = at
-	t.assigns++
 	t.notifyLocked()
 }
 
