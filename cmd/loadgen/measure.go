@@ -136,9 +136,6 @@ func measure(ctx context.Context, o *options, bin, dir, seeded string, pg *pgSer
 	if err != nil {
 		return nil, err
 	}
-	putLatency(figs, "command_ack", r.cmds.lat)
-	putLatency(figs, "click_ack", r.clicks.lat)
-	putLatency(figs, "click_assign", r.assign)
 	putRound(figs, r)
 	fs, fa := f.slackTime.summary(), f.aiTime.summary()
 	figs["fake_slack_calls"] = float64(fs.N)
@@ -250,8 +247,12 @@ func measure(ctx context.Context, o *options, bin, dir, seeded string, pg *pgSer
 	return figs, nil
 }
 
-// putRound records what a measured round measured besides its latencies.
+// putRound records what a measured round measured: its latencies, late
+// answers, rates, duration and CPU.
 func putRound(figs figures, r roundResult) {
+	putLatency(figs, "command_ack", r.cmds.lat)
+	putLatency(figs, "click_ack", r.clicks.lat)
+	putLatency(figs, "click_assign", r.assign)
 	figs["command_ack_late"] = float64(r.cmds.lat.Late)
 	figs["click_ack_late"] = float64(r.clicks.lat.Late)
 	figs["created_per_sec"] = r.cmds.perSecond()

@@ -331,9 +331,6 @@ func measureReplicas(ctx context.Context, o *options, bin, dir string, pg *pgSer
 	if err != nil {
 		return nil, err
 	}
-	putLatency(figs, "command_ack", r.cmds.lat)
-	putLatency(figs, "click_ack", r.clicks.lat)
-	putLatency(figs, "click_assign", r.assign)
 	putRound(figs, r)
 	figs["postgres_cpu_pct"] = 100 * float64(pgCPU1-pgCPU0) / float64(r.drain)
 	done := after.doneSince(before)
