@@ -349,6 +349,22 @@ func newLoad(o *options, f *fakes, bots ...*botProc) *load {
 func (l *load) commandTo(i int) *poster { return l.posters[i%len(l.posters)] }
 func (l *load) clickTo(i int) *poster   { return l.posters[(i+1)%len(l.posters)] }
 
+// command posts body, request i's slash command, to its bot and tracks the
+// request the answer names: its id and the command's latency.
+func (l *load) command(ctx context.Context, i int, body string) (uint64, time.Duration, error) {
+	status, answer, d, err := l.commandTo(i).post(ctx, "/slack/commands", body)
+	if err != nil || status != http.StatusOK {
+		return 0, d, fmt.Errorf("%d %v", status, err)
+	}
+	id, err := replyID(answer)
+	if err != nil {
+		return 0, d, err
+	}
+	group, role := target(i)
+	l.f.track.created(id, approvals.Target{ProjectID: loadProject, GroupID: group, RoleID: role})
+	return id, d, nil
+}
+
 func (l *load) closePosters() {
 	for _, p := range l.posters {
 		p.close()
@@ -398,18 +414,12 @@ func (l *load) round(ctx context.Context, n int) (roundResult, error) {
 	res.cmds = runPhase(ctx, n, l.o.c, func(i int) time.Duration {
 		group, role := target(first + i)
 		body := l.sg.command(requester(first+i), fmt.Sprintf("%s %s %s load test request %d for key rotation", loadProject, group, role, first+i))
-		status, answer, d, err := l.commandTo(first+i).post(ctx, "/slack/commands", body)
-		if err != nil || status != http.StatusOK {
-			errs.add("command: %d %v", status, err)
-			return d
-		}
-		id, err := replyID(answer)
+		id, d, err := l.command(ctx, first+i, body)
 		if err != nil {
 			errs.add("command: %v", err)
 			return d
 		}
 		ids[i] = id
-		l.f.track.created(id, approvals.Target{ProjectID: loadProject, GroupID: group, RoleID: role})
 		return d
 	})
 	if err := errs.err(); err != nil {
@@ -463,14 +473,11 @@ func (l *load) paced(ctx context.Context, k int) (cmds, clicks, assign latency, 
 	for i := range k {
 		group, role := target(first + i)
 		body := l.sg.command(requester(first+i), fmt.Sprintf("%s %s %s paced request %d for key rotation", loadProject, group, role, first+i))
-		status, answer, d, err := l.commandTo(first+i).post(ctx, "/slack/commands", body)
-		if err != nil || status != http.StatusOK {
-			return cmds, clicks, assign, fmt.Errorf("paced command: %d %v", status, err)
-		}
-		if ids[i], err = replyID(answer); err != nil {
+		id, d, err := l.command(ctx, first+i, body)
+		if err != nil {
 			return cmds, clicks, assign, fmt.Errorf("paced command: %w", err)
 		}
-		l.f.track.created(ids[i], approvals.Target{ProjectID: loadProject, GroupID: group, RoleID: role})
+		ids[i] = id
 		cs.add(d)
 		if err := sleep(ctx, pacedGap); err != nil {
 			return cmds, clicks, assign, err
