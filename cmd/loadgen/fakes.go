@@ -167,6 +167,17 @@ func (t *tracker) waitAssigned(ctx context.Context, id uint64) error {
 	return nil
 }
 
+// strayErr reports the assignment POSTs seen for no tracked request or for
+// one already assigned.
+func (t *tracker) strayErr() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stray > 0 {
+		return fmt.Errorf("%d assignment POSTs for no request or repeated", t.stray)
+	}
+	return nil
+}
+
 // clickToAssign returns the click → assignment POST latencies of ids.
 func (t *tracker) clickToAssign(ids []uint64) *samples {
 	t.mu.Lock()

@@ -209,8 +209,8 @@ func measure(ctx context.Context, o *options, bin, dir, seeded string, pg *pgSer
 	if want := l.total; applied != want {
 		return nil, fmt.Errorf("%d requests applied, want %d (bot log %s)", applied, want, b.logPath)
 	}
-	if f.track.stray > 0 {
-		return nil, fmt.Errorf("%d assignment POSTs for no request or repeated", f.track.stray)
+	if err := f.track.strayErr(); err != nil {
+		return nil, err
 	}
 
 	progress("start-up: empty database and %d finished requests, %d times each", o.history, o.startups)

@@ -383,8 +383,8 @@ func measureReplicas(ctx context.Context, o *options, bin, dir string, pg *pgSer
 	if applied != l.total {
 		return nil, fmt.Errorf("%d requests applied, want %d (bot logs %s)", applied, l.total, l.logs())
 	}
-	if f.track.stray > 0 {
-		return nil, fmt.Errorf("%d assignment POSTs for no request or repeated", f.track.stray)
+	if err := f.track.strayErr(); err != nil {
+		return nil, err
 	}
 
 	out := figures{}
