@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/rolegate/rolegate/internal/approvals"
 	"github.com/rolegate/rolegate/internal/openai/openaitest"
 )
 
@@ -166,18 +164,12 @@ func (l *load) checkedBurst(ctx context.Context, n int) (burstResult, error) {
 			strings.ToLower(project.Name), group, strings.ToLower(loadRoleName(role)), first+i)
 		body := l.sg.command(requester(first+i), text)
 		sent[i] = time.Now()
-		status, answer, d, err := l.commandTo(first+i).post(ctx, "/slack/commands", body)
-		if err != nil || status != http.StatusOK {
-			errs.add("command: %d %v", status, err)
-			return d
-		}
-		id, err := replyID(answer)
+		id, d, err := l.command(ctx, first+i, body)
 		if err != nil {
 			errs.add("command: %v", err)
 			return d
 		}
 		ids[i] = id
-		l.f.track.created(id, approvals.Target{ProjectID: loadProject, GroupID: group, RoleID: role})
 		return d
 	})
 	if err := errs.err(); err != nil {

@@ -34,7 +34,6 @@ type tracker struct {
 	mu       sync.Mutex
 	reqs     map[uint64]*tracked
 	byTarget map[approvals.Target]uint64
-	assigns  int // first assignment POSTs of tracked requests
 	results  int
 	stray    int // assignment POSTs for unknown targets or repeated ones
 	changed  chan struct{}
@@ -119,7 +118,6 @@ func (t *tracker) assigned(tg approvals.Target, at time.Time) {
 		return
 	}
 	t.reqs[id].assignAt = at
-	t.assigns++
 	t.notifyLocked()
 }
 
@@ -134,39 +132,50 @@ func (t *tracker) resultPosted(id uint64) {
 	}
 }
 
-// waitResults waits until n results in all were posted.
-func (t *tracker) waitResults(ctx context.Context, n int) error {
+// waitUntil waits until done, called with t.mu held, reports true or ctx
+// ends, and then returns ctx's error.
+func (t *tracker) waitUntil(ctx context.Context, done func() bool) error {
 	for {
 		t.mu.Lock()
-		got, ch := t.results, t.changed
+		ok, ch := done(), t.changed
 		t.mu.Unlock()
-		if got >= n {
+		if ok {
 			return nil
 		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for %d results, saw %d: %w", n, got, ctx.Err())
+			return ctx.Err()
 		}
 	}
 }
 
+// waitResults waits until n results in all were posted.
+func (t *tracker) waitResults(ctx context.Context, n int) error {
+	var got int
+	if err := t.waitUntil(ctx, func() bool { got = t.results; return got >= n }); err != nil {
+		return fmt.Errorf("waiting for %d results, saw %d: %w", n, got, err)
+	}
+	return nil
+}
+
 // waitAssigned waits until request id's assignment POST arrived.
 func (t *tracker) waitAssigned(ctx context.Context, id uint64) error {
-	for {
-		t.mu.Lock()
-		r, ch := t.getLocked(id), t.changed
-		done := !r.assignAt.IsZero()
-		t.mu.Unlock()
-		if done {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for the assignment of request %d: %w", id, ctx.Err())
-		}
+	if err := t.waitUntil(ctx, func() bool { return !t.getLocked(id).assignAt.IsZero() }); err != nil {
+		return fmt.Errorf("waiting for the assignment of request %d: %w", id, err)
 	}
+	return nil
+}
+
+// strayErr reports the assignment POSTs seen for no tracked request or for
+// one already assigned.
+func (t *tracker) strayErr() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stray > 0 {
+		return fmt.Errorf("%d assignment POSTs for no request or repeated", t.stray)
+	}
+	return nil
 }
 
 // clickToAssign returns the click → assignment POST latencies of ids.

@@ -26,6 +26,27 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// runReport runs the tool with args, quietly, in a fresh -dir and with a
+// fresh -json, and returns the report it wrote and the table it printed.
+func runReport(t *testing.T, args ...string) (report, string) {
+	t.Helper()
+	jsonPath := filepath.Join(t.TempDir(), "report.json")
+	var stdout, stderr bytes.Buffer
+	args = append(args, "-dir", t.TempDir(), "-json", jsonPath, "-q")
+	if err := run(t.Context(), args, &stdout, &stderr); err != nil {
+		t.Fatalf("loadgen: %v\n%s", err, stderr.String())
+	}
+	data, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep report
+	if err := json.Unmarshal(data, &rep); err != nil {
+		t.Fatalf("report is not JSON: %v", err)
+	}
+	return rep, stdout.String()
+}
+
 // TestTinyRun runs the whole tool with a handful of requests: it builds the
 // real bot, starts it against the fakes, and every request must be created,
 // approved and applied, with every figure of the report present. Timings are
@@ -35,22 +56,7 @@ func TestTinyRun(t *testing.T) {
 		t.Skip("builds and runs the bot")
 	}
 	const n, paced = 20, 3
-	jsonPath := filepath.Join(t.TempDir(), "report.json")
-	var stdout, stderr bytes.Buffer
-	args := []string{"-n", "20", "-c", "5", "-paced", "3", "-soak", "10", "-history", "300", "-startups", "1",
-		"-dir", t.TempDir(), "-json", jsonPath, "-q"}
-	if err := run(t.Context(), args, &stdout, &stderr); err != nil {
-		t.Fatalf("loadgen: %v\n%s", err, stderr.String())
-	}
-
-	data, err := os.ReadFile(jsonPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep report
-	if err := json.Unmarshal(data, &rep); err != nil {
-		t.Fatalf("report is not JSON: %v", err)
-	}
+	rep, table := runReport(t, "-n", "20", "-c", "5", "-paced", "3", "-soak", "10", "-history", "300", "-startups", "1")
 	if len(rep.Runs) != 1 {
 		t.Fatalf("%d runs in the report, want 1", len(rep.Runs))
 	}
@@ -79,8 +85,8 @@ func TestTinyRun(t *testing.T) {
 	}
 	for _, want := range []string{"slash command ack p99", "durable requests created", "click → assignment", "idle RSS", "start-up",
 		"Command → approval message posted", "catalog list calls per request"} {
-		if !strings.Contains(stdout.String(), want) {
-			t.Errorf("the table lacks %q:\n%s", want, stdout.String())
+		if !strings.Contains(table, want) {
+			t.Errorf("the table lacks %q:\n%s", want, table)
 		}
 	}
 }
@@ -156,25 +162,11 @@ func TestPostgresReplicasTiny(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n, paced = 20, 2
-	jsonPath := filepath.Join(t.TempDir(), "report.json")
-	var stdout, stderr bytes.Buffer
 	// -paced 2 costs under a second and covers the one-at-a-time path on
 	// several replicas; the phases -postgres skips are off, so nothing is
 	// skipped.
-	args := []string{"-n", "20", "-c", "5", "-postgres", "-replicas", "1,2", "-paced", "2", "-soak", "0", "-history", "0",
-		"-startups", "1", "-checks=false", "-dir", t.TempDir(), "-json", jsonPath, "-q"}
-	if err := run(t.Context(), args, &stdout, &stderr); err != nil {
-		t.Fatalf("loadgen: %v\n%s", err, stderr.String())
-	}
-
-	data, err := os.ReadFile(jsonPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep report
-	if err := json.Unmarshal(data, &rep); err != nil {
-		t.Fatalf("report is not JSON: %v", err)
-	}
+	rep, table := runReport(t, "-n", "20", "-c", "5", "-postgres", "-replicas", "1,2", "-paced", "2", "-soak", "0", "-history", "0",
+		"-startups", "1", "-checks=false")
 	if !slices.Equal(rep.Config.Replicas, []int{1, 2}) {
 		t.Errorf("replicas in the report = %v, want [1 2]", rep.Config.Replicas)
 	}
@@ -224,13 +216,13 @@ func TestPostgresReplicasTiny(t *testing.T) {
 	}
 	for _, want := range []string{"bbolt, one bot: Acks", "PostgreSQL, 1 replica: slash command ack p99", "PostgreSQL, 2 replicas: durable requests created",
 		"PostgreSQL, 2 replicas: outbox jobs claimed and done", "fsync on"} {
-		if !strings.Contains(stdout.String(), want) {
-			t.Errorf("the table lacks %q:\n%s", want, stdout.String())
+		if !strings.Contains(table, want) {
+			t.Errorf("the table lacks %q:\n%s", want, table)
 		}
 	}
 	// The check phases were off: no title of theirs without rows.
-	if strings.Contains(stdout.String(), "Command → approval message posted") {
-		t.Errorf("the table shows the title of a phase that did not run:\n%s", stdout.String())
+	if strings.Contains(table, "Command → approval message posted") {
+		t.Errorf("the table shows the title of a phase that did not run:\n%s", table)
 	}
 }
 

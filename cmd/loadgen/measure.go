@@ -136,9 +136,6 @@ func measure(ctx context.Context, o *options, bin, dir, seeded string, pg *pgSer
 	if err != nil {
 		return nil, err
 	}
-	putLatency(figs, "command_ack", r.cmds.lat)
-	putLatency(figs, "click_ack", r.clicks.lat)
-	putLatency(figs, "click_assign", r.assign)
 	putRound(figs, r)
 	fs, fa := f.slackTime.summary(), f.aiTime.summary()
 	figs["fake_slack_calls"] = float64(fs.N)
@@ -212,8 +209,8 @@ func measure(ctx context.Context, o *options, bin, dir, seeded string, pg *pgSer
 	if want := l.total; applied != want {
 		return nil, fmt.Errorf("%d requests applied, want %d (bot log %s)", applied, want, b.logPath)
 	}
-	if f.track.stray > 0 {
-		return nil, fmt.Errorf("%d assignment POSTs for no request or repeated", f.track.stray)
+	if err := f.track.strayErr(); err != nil {
+		return nil, err
 	}
 
 	progress("start-up: empty database and %d finished requests, %d times each", o.history, o.startups)
@@ -250,8 +247,12 @@ func measure(ctx context.Context, o *options, bin, dir, seeded string, pg *pgSer
 	return figs, nil
 }
 
-// putRound records what a measured round measured besides its latencies.
+// putRound records what a measured round measured: its latencies, late
+// answers, rates, duration and CPU.
 func putRound(figs figures, r roundResult) {
+	putLatency(figs, "command_ack", r.cmds.lat)
+	putLatency(figs, "click_ack", r.clicks.lat)
+	putLatency(figs, "click_assign", r.assign)
 	figs["command_ack_late"] = float64(r.cmds.lat.Late)
 	figs["click_ack_late"] = float64(r.clicks.lat.Late)
 	figs["created_per_sec"] = r.cmds.perSecond()
@@ -348,6 +349,22 @@ func newLoad(o *options, f *fakes, bots ...*botProc) *load {
 func (l *load) commandTo(i int) *poster { return l.posters[i%len(l.posters)] }
 func (l *load) clickTo(i int) *poster   { return l.posters[(i+1)%len(l.posters)] }
 
+// command posts body, request i's slash command, to its bot and tracks the
+// request the answer names: its id and the command's latency.
+func (l *load) command(ctx context.Context, i int, body string) (uint64, time.Duration, error) {
+	status, answer, d, err := l.commandTo(i).post(ctx, "/slack/commands", body)
+	if err != nil || status != http.StatusOK {
+		return 0, d, fmt.Errorf("%d %v", status, err)
+	}
+	id, err := replyID(answer)
+	if err != nil {
+		return 0, d, err
+	}
+	group, role := target(i)
+	l.f.track.created(id, approvals.Target{ProjectID: loadProject, GroupID: group, RoleID: role})
+	return id, d, nil
+}
+
 func (l *load) closePosters() {
 	for _, p := range l.posters {
 		p.close()
@@ -397,18 +414,12 @@ func (l *load) round(ctx context.Context, n int) (roundResult, error) {
 	res.cmds = runPhase(ctx, n, l.o.c, func(i int) time.Duration {
 		group, role := target(first + i)
 		body := l.sg.command(requester(first+i), fmt.Sprintf("%s %s %s load test request %d for key rotation", loadProject, group, role, first+i))
-		status, answer, d, err := l.commandTo(first+i).post(ctx, "/slack/commands", body)
-		if err != nil || status != http.StatusOK {
-			errs.add("command: %d %v", status, err)
-			return d
-		}
-		id, err := replyID(answer)
+		id, d, err := l.command(ctx, first+i, body)
 		if err != nil {
 			errs.add("command: %v", err)
 			return d
 		}
 		ids[i] = id
-		l.f.track.created(id, approvals.Target{ProjectID: loadProject, GroupID: group, RoleID: role})
 		return d
 	})
 	if err := errs.err(); err != nil {
@@ -462,14 +473,11 @@ func (l *load) paced(ctx context.Context, k int) (cmds, clicks, assign latency, 
 	for i := range k {
 		group, role := target(first + i)
 		body := l.sg.command(requester(first+i), fmt.Sprintf("%s %s %s paced request %d for key rotation", loadProject, group, role, first+i))
-		status, answer, d, err := l.commandTo(first+i).post(ctx, "/slack/commands", body)
-		if err != nil || status != http.StatusOK {
-			return cmds, clicks, assign, fmt.Errorf("paced command: %d %v", status, err)
-		}
-		if ids[i], err = replyID(answer); err != nil {
+		id, d, err := l.command(ctx, first+i, body)
+		if err != nil {
 			return cmds, clicks, assign, fmt.Errorf("paced command: %w", err)
 		}
-		l.f.track.created(ids[i], approvals.Target{ProjectID: loadProject, GroupID: group, RoleID: role})
+		ids[i] = id
 		cs.add(d)
 		if err := sleep(ctx, pacedGap); err != nil {
 			return cmds, clicks, assign, err

@@ -331,9 +331,6 @@ func measureReplicas(ctx context.Context, o *options, bin, dir string, pg *pgSer
 	if err != nil {
 		return nil, err
 	}
-	putLatency(figs, "command_ack", r.cmds.lat)
-	putLatency(figs, "click_ack", r.clicks.lat)
-	putLatency(figs, "click_assign", r.assign)
 	putRound(figs, r)
 	figs["postgres_cpu_pct"] = 100 * float64(pgCPU1-pgCPU0) / float64(r.drain)
 	done := after.doneSince(before)
@@ -386,8 +383,8 @@ func measureReplicas(ctx context.Context, o *options, bin, dir string, pg *pgSer
 	if applied != l.total {
 		return nil, fmt.Errorf("%d requests applied, want %d (bot logs %s)", applied, l.total, l.logs())
 	}
-	if f.track.stray > 0 {
-		return nil, fmt.Errorf("%d assignment POSTs for no request or repeated", f.track.stray)
+	if err := f.track.strayErr(); err != nil {
+		return nil, err
 	}
 
 	out := figures{}

@@ -494,19 +494,7 @@ func (s *Server) AssignPOSTs() int {
 // WaitAssignPOSTs blocks until at least n assignment POSTs arrived or ctx
 // ends.
 func (s *Server) WaitAssignPOSTs(ctx context.Context, n int) error {
-	for {
-		s.mu.Lock()
-		got, ch := s.posts, s.postSignal
-		s.mu.Unlock()
-		if got >= n {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return fmt.Errorf("wait for %d assign POSTs, saw %d: %w", n, got, ctx.Err())
-		}
-	}
+	return s.waitCount(ctx, n, "assign POSTs", func() (int, chan struct{}) { return s.posts, s.postSignal })
 }
 
 // RevokeDELETEs counts unassignment DELETEs that arrived, whatever was
@@ -520,9 +508,16 @@ func (s *Server) RevokeDELETEs() int {
 // WaitRevokeDELETEs blocks until at least n unassignment DELETEs arrived or
 // ctx ends.
 func (s *Server) WaitRevokeDELETEs(ctx context.Context, n int) error {
+	return s.waitCount(ctx, n, "revoke DELETEs", func() (int, chan struct{}) { return s.deletes, s.delSignal })
+}
+
+// waitCount blocks until the count read returns, called with s.mu held,
+// reaches n or ctx ends; read also returns the channel closed when the
+// count next changes.
+func (s *Server) waitCount(ctx context.Context, n int, what string, read func() (int, chan struct{})) error {
 	for {
 		s.mu.Lock()
-		got, ch := s.deletes, s.delSignal
+		got, ch := read()
 		s.mu.Unlock()
 		if got >= n {
 			return nil
@@ -530,7 +525,7 @@ func (s *Server) WaitRevokeDELETEs(ctx context.Context, n int) error {
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return fmt.Errorf("wait for %d revoke DELETEs, saw %d: %w", n, got, ctx.Err())
+			return fmt.Errorf("wait for %d %s, saw %d: %w", n, what, got, ctx.Err())
 		}
 	}
 }
