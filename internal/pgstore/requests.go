@@ -106,18 +106,6 @@ func (s *Store) Create(ctx context.Context, n approvals.NewRequest, now time.Tim
 	return r, created, nil
 }
 
-// rowQuerier is a transaction or the pool.
-type rowQuerier interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
-
-// getRequest reads request id.
-func getRequest(ctx context.Context, q rowQuerier, id uint64) (approvals.Request, error) {
-	var body []byte
-	err := q.QueryRow(ctx, "SELECT body FROM requests WHERE id = $1", toInt64(id)).Scan(&body)
-	return decodeRow(id, body, err)
-}
-
 // lockRequest is the prefetch that reads request id into body and locks
 // its row: the compare-and-set of a transition is that lock, held to the
 // commit.
@@ -325,7 +313,9 @@ func (s *Store) update(ctx context.Context, id, doneJob uint64, change func(cont
 
 // Get implements approvals.Store.
 func (s *Store) Get(ctx context.Context, id uint64) (approvals.Request, error) {
-	return getRequest(ctx, s.pool, id) // one statement: no transaction round trips
+	var body []byte // one statement: no transaction round trips
+	err := s.pool.QueryRow(ctx, "SELECT body FROM requests WHERE id = $1", toInt64(id)).Scan(&body)
+	return decodeRow(id, body, err)
 }
 
 // List implements approvals.Store.
