@@ -91,8 +91,8 @@ func grantButtons(r approvals.Request) slack.Block {
 // is looked for first, as PostResult does.
 func (n *Notifier) PostRevocation(ctx context.Context, r approvals.Request, p approvals.Posting) error {
 	ended := r.State == approvals.StateRevoked && r.MessageTS != ""
-	if ended && p.MayHavePosted {
-		if _, ok, err := n.adopt(ctx, r, RevokedEventType, r.MessageTS); ok || err != nil {
+	if ended {
+		if done, err := n.inThread(ctx, r, p, RevokedEventType); done || err != nil {
 			return err
 		}
 	}

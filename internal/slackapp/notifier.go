@@ -119,10 +119,8 @@ func (n *Notifier) UpdateApproval(ctx context.Context, r approvals.Request) erro
 // p.MayHavePosted it first looks in the thread (conversations.replies) for
 // the result an earlier attempt posted, as PostApproval does.
 func (n *Notifier) PostResult(ctx context.Context, r approvals.Request, p approvals.Posting) error {
-	if p.MayHavePosted {
-		if _, ok, err := n.adopt(ctx, r, ResultEventType, r.MessageTS); ok || err != nil {
-			return err
-		}
+	if done, err := n.inThread(ctx, r, p, ResultEventType); done || err != nil {
+		return err
 	}
 	blocks := ResultBlocks(r)
 	if n.AuditHead != nil {

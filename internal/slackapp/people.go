@@ -169,10 +169,8 @@ func (n *Notifier) PostDenial(ctx context.Context, r approvals.Request, p approv
 	if r.MessageTS == "" {
 		return nil // a deny needs a click on the message, so this does not happen
 	}
-	if p.MayHavePosted {
-		if _, ok, err := n.adopt(ctx, r, DenialEventType, r.MessageTS); ok || err != nil {
-			return err
-		}
+	if done, err := n.inThread(ctx, r, p, DenialEventType); done || err != nil {
+		return err
 	}
 	text := fmt.Sprintf(":no_entry: Request #%d was denied by %s %s.", r.ID, user(r.Decider), date(r.DecidedAt))
 	if r.DenyReason != "" {
@@ -188,10 +186,8 @@ func (n *Notifier) PostDenial(ctx context.Context, r approvals.Request, p approv
 // approvers of r who have not acted yet; with p.MayHavePosted, only when
 // it cannot find the reminder an earlier attempt posted.
 func (n *Notifier) Remind(ctx context.Context, r approvals.Request, p approvals.Posting) error {
-	if p.MayHavePosted {
-		if _, ok, err := n.adopt(ctx, r, ReminderEventType, r.MessageTS); ok || err != nil {
-			return err
-		}
+	if done, err := n.inThread(ctx, r, p, ReminderEventType); done || err != nil {
+		return err
 	}
 	text := RemindText(r)
 	_, _, err := n.Client.PostMessageContext(ctx, r.ChannelID,

@@ -89,6 +89,17 @@ func (n *Notifier) adopt(ctx context.Context, r approvals.Request, eventType, th
 	return "", false, nil
 }
 
+// inThread reports whether the reply of eventType in r's thread is there
+// already, when p says an earlier attempt may have posted it (adopt): the
+// caller then does not post it.
+func (n *Notifier) inThread(ctx context.Context, r approvals.Request, p approvals.Posting, eventType string) (bool, error) {
+	if !p.MayHavePosted {
+		return false, nil
+	}
+	_, ok, err := n.adopt(ctx, r, eventType, r.MessageTS)
+	return ok, err
+}
+
 // findPosted returns the ts of this bot's message in r's channel whose
 // metadata marks it as eventType for r, or "" when there is none: among
 // the replies of thread (conversations.replies), or in the channel's
