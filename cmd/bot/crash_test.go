@@ -78,11 +78,8 @@ func TestCrashRecovery(t *testing.T) {
 		// Slack accepts the approval message; the bot dies before reading
 		// its ts. chat.postMessage has no idempotency key: the restart
 		// finds the message in the channel instead of posting it again.
-		var once sync.Once
-		c.slack.OnCall(func(method string, v url.Values) {
-			if method == "chat.postMessage" && v.Get("channel") == testChannel && v.Get("thread_ts") == "" {
-				once.Do(c.kill)
-			}
+		c.killOnSlack(func(method string, v url.Values) bool {
+			return method == "chat.postMessage" && v.Get("channel") == testChannel && v.Get("thread_ts") == ""
 		})
 		id := c.request(requester, defaultTarget+" crash after the post")
 		c.waitExit()
@@ -114,11 +111,8 @@ func TestCrashRecovery(t *testing.T) {
 		c.approvalPosted(id)
 		// Slack accepts the result in the thread; the bot dies before it
 		// completes the job. The restart finds it (conversations.replies).
-		var once sync.Once
-		c.slack.OnCall(func(method string, v url.Values) {
-			if method == "chat.postMessage" && v.Get("channel") == testChannel && v.Get("thread_ts") != "" {
-				once.Do(c.kill)
-			}
+		c.killOnSlack(func(method string, v url.Values) bool {
+			return method == "chat.postMessage" && v.Get("channel") == testChannel && v.Get("thread_ts") != ""
 		})
 		c.sendClick(approverAna, slackapp.ActionApprove, id)
 		c.waitExit()
@@ -138,11 +132,8 @@ func TestCrashRecovery(t *testing.T) {
 		id := c.request(requester, defaultTarget+" crash after the decision")
 		c.approvalPosted(id)
 		// The worker checks the role list right before POSTing: die there.
-		var once sync.Once
-		c.openai.OnServed(func(rec openaitest.Recorded) {
-			if rec.Op == openaitest.OpListGroupRoles {
-				once.Do(c.kill)
-			}
+		c.killOnOpenAI(func(rec openaitest.Recorded) bool {
+			return rec.Op == openaitest.OpListGroupRoles
 		})
 		c.sendClick(approverAna, slackapp.ActionApprove, id)
 		c.waitExit()
@@ -171,11 +162,8 @@ func TestCrashRecovery(t *testing.T) {
 		id := c.request(requester, defaultTarget+" crash after the POST")
 		c.approvalPosted(id)
 		// OpenAI assigns the role; the bot dies before reading the answer.
-		var once sync.Once
-		c.openai.OnServed(func(rec openaitest.Recorded) {
-			if rec.Op == openaitest.OpAssign && rec.Status == http.StatusOK {
-				once.Do(c.kill)
-			}
+		c.killOnOpenAI(func(rec openaitest.Recorded) bool {
+			return rec.Op == openaitest.OpAssign && rec.Status == http.StatusOK
 		})
 		c.sendClick(approverAna, slackapp.ActionApprove, id)
 		c.waitExit()
@@ -238,11 +226,8 @@ func TestCrashRecovery(t *testing.T) {
 		c.approvalPosted(id)
 		// At the grant's end OpenAI removes the role; the bot dies before
 		// reading the answer.
-		var once sync.Once
-		c.openai.OnServed(func(rec openaitest.Recorded) {
-			if rec.Op == openaitest.OpUnassign && rec.Status == http.StatusOK {
-				once.Do(c.kill)
-			}
+		c.killOnOpenAI(func(rec openaitest.Recorded) bool {
+			return rec.Op == openaitest.OpUnassign && rec.Status == http.StatusOK
 		})
 		c.sendClick(approverAna, slackapp.ActionApprove, id)
 		c.waitExit()
@@ -579,6 +564,30 @@ func (c *crashRig) start(crashAt string) {
 // kill SIGKILLs the running process and returns once it is gone, so a
 // fake's hook that calls it answers only a dead client. Safe from any
 // goroutine.
+// killOnSlack kills the bot at the first Web API call match accepts, as
+// it arrives at the fake Slack (which then carries it out). The caller
+// removes the hook once the bot is gone (OnCall(nil)).
+func (c *crashRig) killOnSlack(match func(method string, v url.Values) bool) {
+	var once sync.Once
+	c.slack.OnCall(func(method string, v url.Values) {
+		if match(method, v) {
+			once.Do(c.kill)
+		}
+	})
+}
+
+// killOnOpenAI kills the bot once the fake OpenAI has served a call match
+// accepts, before the bot reads the answer. The caller removes the hook
+// once the bot is gone (OnServed(nil)).
+func (c *crashRig) killOnOpenAI(match func(openaitest.Recorded) bool) {
+	var once sync.Once
+	c.openai.OnServed(func(rec openaitest.Recorded) {
+		if match(rec) {
+			once.Do(c.kill)
+		}
+	})
+}
+
 func (c *crashRig) kill() {
 	if p := c.running(); p != nil {
 		p.Kill(waitTimeout)
