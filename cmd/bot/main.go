@@ -318,10 +318,12 @@ full before anything starts: every bad variable is named, never its value.
 const checkHelp = `Usage: bot check
 
 Validates the configuration (and the policy file, when ROLEGATE_POLICY is
-set), then calls Slack's auth.test with SLACK_BOT_TOKEN, opens a Socket Mode
-connection with SLACK_APP_TOKEN when it is set, and makes one read-only
-OpenAI admin call with OPENAI_ADMIN_KEY. Prints one PASS or FAIL line each
-and exits 1 if any failed. It changes nothing in Slack or OpenAI and can run
+set), checks the database (bbolt's consistency check, or PostgreSQL's version
+and schema), then calls Slack's auth.test with SLACK_BOT_TOKEN and compares
+the token's scopes with manifest.yml's, opens a Socket Mode connection with
+SLACK_APP_TOKEN when it is set, and makes one read-only OpenAI admin call
+with OPENAI_ADMIN_KEY. Prints one PASS or FAIL line each (a NOTE for a
+missing scope rolegate can work without) and exits 1 if any failed. It changes nothing in Slack or OpenAI and can run
 next to a serving bot. Run it after installing or rotating a token.
 `
 
